@@ -1,0 +1,39 @@
+"""Start-up: check the interpreter, start the native engine, install the lazy import hooks."""
+
+import atexit
+import sys
+
+_started = None
+
+
+def _supported():
+    if sys.version_info < (3, 9):
+        return "Python %d.%d is not supported (3.9+ needed)" % sys.version_info[:2]
+    if getattr(sys, "_is_gil_enabled", lambda: True)() is False:
+        return "free-threaded CPython is not supported"
+    if sys.implementation.name != "cpython":
+        return "%s is not supported (CPython only)" % sys.implementation.name
+    return None
+
+
+def start():
+    global _started
+    if _started is not None:
+        return _started
+    _started = False
+    reason = _supported()
+    if reason:
+        sys.stderr.write("ferrotel: %s; the application runs without instrumentation\n" % reason)
+        return False
+    from ferrotel import _native
+
+    version = "%d.%d.%d" % sys.version_info[:3]
+    if not _native.start("cpython", version, sys.version, sys.executable or ""):
+        return False  # OTEL_SDK_DISABLED=true
+    from ferrotel import _importhook
+
+    _importhook.install()
+    atexit.register(_native.shutdown)
+    _started = True
+    return True
+

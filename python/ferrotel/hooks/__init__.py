@@ -1,0 +1,1 @@
+"""Per-library hooks, each applied when the application imports that library."""

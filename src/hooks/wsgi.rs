@@ -1,0 +1,342 @@
+//! WSGI server spans, in Rust: the middleware (`ferrotel.wsgi.Middleware(app)`), the Flask
+//! dispatcher the Flask hook installs as `Flask.__call__`, the `start_response` wrapper (status,
+//! and Flask's route template while the request context is still alive) and the response-body
+//! wrapper whose `close()` ends the span, so streamed responses are timed to the last chunk.
+
+use std::borrow::Cow;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyIterator, PyString, PyTuple};
+
+use super::current;
+use super::guard::quietly;
+use super::span::Span;
+use crate::agent::{self, Agent};
+use crate::context::propagation::{self, Header};
+use crate::context::TraceId;
+use crate::sampler::Sampler;
+use crate::semconv::{self as sc};
+use crate::span::{Scope, SpanKind, SpanRecord, Value};
+
+#[derive(Clone)]
+struct Options {
+    scope: Scope,
+    /// Read Flask's route template (`environ["werkzeug.request"].url_rule.rule`).
+    flask_route: bool,
+}
+
+/// WSGI middleware: `Middleware(app)` is a WSGI app that traces every request to `app`.
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct WsgiMiddleware {
+    app: Py<PyAny>,
+    opts: Options,
+}
+
+#[pymethods]
+impl WsgiMiddleware {
+    #[new]
+    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string()))]
+    fn new(app: Py<PyAny>, scope: String) -> Self {
+        let opts = Options { scope: Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) }, flask_route: false };
+        WsgiMiddleware { app, opts }
+    }
+
+    fn __call__(&self, py: Python<'_>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        handle(py, self.app.bind(py), environ, start_response, &self.opts)
+    }
+
+    /// The wrapped application.
+    #[getter]
+    fn app(&self, py: Python<'_>) -> Py<PyAny> {
+        self.app.clone_ref(py)
+    }
+}
+
+/// Installed by the Flask hook: `dispatch(app.wsgi_app, environ, start_response)`.
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct FlaskDispatch {
+    opts: Options,
+}
+
+#[pymethods]
+impl FlaskDispatch {
+    #[new]
+    fn new() -> Self {
+        FlaskDispatch { opts: Options { scope: Scope::fixed("ferrotel.flask"), flask_route: true } }
+    }
+
+    fn __call__(&self, py: Python<'_>, wsgi_app: Bound<'_, PyAny>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        handle(py, &wsgi_app, environ, start_response, &self.opts)
+    }
+}
+
+fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>, opts: &Options) -> PyResult<Py<PyAny>> {
+    let begun = agent::get().and_then(|agent| quietly("the WSGI hook", || begin(py, agent, &environ, &start_response, opts)));
+    let Some((span, wrapped_sr)) = begun else {
+        return Ok(app.call1((environ, start_response))?.unbind());
+    };
+    let token = quietly("the current-span store", || current::enter(py, &span)).flatten();
+    let result = app.call1((environ, wrapped_sr));
+    current::exit(py, token);
+    match result {
+        Ok(body) => {
+            let body = body.unbind();
+            let wrapped = quietly("the WSGI hook", || {
+                Ok(Py::new(py, ResponseBody { body: body.clone_ref(py), iter: PyOnceLock::new(), span: span.clone().unbind() })?.into_any())
+            });
+            match wrapped {
+                Some(w) => Ok(w),
+                None => {
+                    span.get().end(finish);
+                    Ok(body)
+                }
+            }
+        }
+        Err(err) => {
+            quietly("the WSGI hook", || {
+                span.get().record_exception(err.value(py).as_any());
+                span.get().end(finish);
+                Ok(())
+            });
+            Err(err)
+        }
+    }
+}
+
+static INBOUND_KEYS: PyOnceLock<Vec<(Header, Py<PyString>)>> = PyOnceLock::new();
+
+fn inbound_keys<'a>(py: Python<'_>, agent: &Agent) -> &'a [(Header, Py<PyString>)]
+where
+    'static: 'a,
+{
+    INBOUND_KEYS.get_or_init(py, || agent.inbound_headers.iter().map(|h| (*h, PyString::intern(py, h.cgi_name()).unbind())).collect())
+}
+
+fn begin<'py>(
+    py: Python<'py>,
+    agent: &Agent,
+    environ: &Bound<'py, PyAny>,
+    start_response: &Bound<'py, PyAny>,
+    opts: &Options,
+) -> PyResult<(Bound<'py, Span>, Bound<'py, StartResponse>)> {
+    let environ = environ.cast::<PyDict>()?;
+    let mut found: Vec<(Header, String)> = Vec::new();
+    for (header, key) in inbound_keys(py, agent) {
+        if let Some(v) = environ.get_item(key.bind(py))? {
+            if let Ok(s) = v.cast::<PyString>() {
+                found.push((*header, s.to_cow()?.into_owned()));
+            }
+        }
+    }
+    let extracted = propagation::extract(&agent.propagators, |h| found.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
+    let parent = extracted.parent.as_ref();
+    let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
+    let sampled = agent.sampler.should_sample(parent, trace_id);
+    let mut rec = SpanRecord::start(String::new(), SpanKind::Server, opts.scope.clone(), parent, trace_id, sampled as u8);
+    if sampled {
+        request_attributes(environ, &mut rec)?;
+    }
+    let span = Bound::new(py, Span::new(rec, extracted.baggage))?;
+    let sr = StartResponse {
+        inner: start_response.clone().unbind(),
+        span: span.clone().unbind(),
+        environ: (opts.flask_route && sampled).then(|| environ.clone().unbind()),
+    };
+    Ok((span, Bound::new(py, sr)?))
+}
+
+fn get_str(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<String>> {
+    match environ.get_item(key)? {
+        Some(v) => match v.cast::<PyString>() {
+            Ok(s) => Ok(Some(s.to_cow()?.into_owned())),
+            Err(_) => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// PEP 3333 "native strings" carry the request's bytes as latin-1 code points; URLs are UTF-8.
+fn wsgi_to_utf8(s: String) -> String {
+    if s.is_ascii() || s.chars().any(|c| c as u32 > 0xff) {
+        return s;
+    }
+    let bytes: Vec<u8> = s.chars().map(|c| c as u8).collect();
+    match String::from_utf8_lossy(&bytes) {
+        Cow::Borrowed(b) => b.to_string(),
+        Cow::Owned(o) => o,
+    }
+}
+
+fn request_attributes(environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
+    let py = environ.py();
+    let get = |k: &Bound<'_, PyString>| get_str(environ, k);
+    let method = get(intern!(py, "REQUEST_METHOD"))?.unwrap_or_else(|| "GET".into());
+    sc::set_method(rec, &method);
+    let script = get(intern!(py, "SCRIPT_NAME"))?.unwrap_or_default();
+    let path = get(intern!(py, "PATH_INFO"))?.unwrap_or_default();
+    let mut full = wsgi_to_utf8(script + &path);
+    if full.is_empty() {
+        full.push('/');
+    }
+    rec.set(sc::URL_PATH, full);
+    if let Some(q) = get(intern!(py, "QUERY_STRING"))?.filter(|q| !q.is_empty()) {
+        rec.set(sc::URL_QUERY, wsgi_to_utf8(q));
+    }
+    let scheme = get(intern!(py, "wsgi.url_scheme"))?.unwrap_or_else(|| "http".into());
+    let (address, port) = match get(intern!(py, "HTTP_HOST"))? {
+        Some(host) => {
+            let (a, p) = sc::split_host(&host);
+            (a.to_string(), p.or_else(|| sc::default_port(&scheme)))
+        }
+        None => (
+            get(intern!(py, "SERVER_NAME"))?.unwrap_or_default(),
+            get(intern!(py, "SERVER_PORT"))?.and_then(|p| p.parse().ok()),
+        ),
+    };
+    if !address.is_empty() {
+        rec.set(sc::SERVER_ADDRESS, address);
+        if let Some(p) = port {
+            rec.set(sc::SERVER_PORT, p as i64);
+        }
+    }
+    rec.set(sc::URL_SCHEME, scheme);
+    let forwarded = get(intern!(py, "HTTP_FORWARDED"))?;
+    let xff = get(intern!(py, "HTTP_X_FORWARDED_FOR"))?;
+    let client = match sc::forwarded_client(forwarded.as_deref(), xff.as_deref()) {
+        Some(c) => Some(c),
+        None => get(intern!(py, "REMOTE_ADDR"))?,
+    };
+    if let Some(c) = client.filter(|c| !c.is_empty()) {
+        rec.set(sc::CLIENT_ADDRESS, c);
+    }
+    if let Some(ua) = get(intern!(py, "HTTP_USER_AGENT"))? {
+        rec.set(sc::USER_AGENT_ORIGINAL, ua);
+    }
+    if let Some(proto) = get(intern!(py, "SERVER_PROTOCOL"))? {
+        if let Some(v) = sc::protocol_version(&proto) {
+            rec.set(sc::NETWORK_PROTOCOL_VERSION, v.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Close a WSGI server span: status code and error rules, then its name.
+fn finish(rec: &mut SpanRecord) {
+    let status = match rec.get(sc::HTTP_RESPONSE_STATUS_CODE) {
+        Some(Value::Int(c)) => Some(*c),
+        _ => None,
+    };
+    sc::finish_server_span(rec, status);
+}
+
+/// The `start_response` the app receives: records status (and Flask's route, which is only
+/// reachable until Flask pops its request context), then calls the server's.
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct StartResponse {
+    inner: Py<PyAny>,
+    span: Py<Span>,
+    environ: Option<Py<PyDict>>,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, *exc_info))]
+    fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        quietly("the WSGI start_response hook", || {
+            let code = status.cast::<PyString>().ok().map(|s| s.to_cow().map(|c| sc::status_code(&c))).transpose()?.flatten();
+            let route = match &self.environ {
+                Some(env) => flask_route(env.bind(py))?,
+                None => None,
+            };
+            self.span.get().with(|rec| {
+                if let Some(c) = code {
+                    rec.set(sc::HTTP_RESPONSE_STATUS_CODE, c);
+                }
+                if let Some(r) = route {
+                    rec.set(sc::HTTP_ROUTE, r);
+                }
+            });
+            Ok(())
+        });
+        let inner = self.inner.bind(py);
+        let result = if exc_info.is_empty() { inner.call1((status, headers))? } else { inner.call1((status, headers, exc_info.get_item(0)?))? };
+        Ok(result.unbind())
+    }
+}
+
+fn flask_route(environ: &Bound<'_, PyDict>) -> PyResult<Option<String>> {
+    let py = environ.py();
+    let Some(request) = environ.get_item(intern!(py, "werkzeug.request"))?.filter(|r| !r.is_none()) else { return Ok(None) };
+    let Some(rule) = request.getattr_opt(intern!(py, "url_rule"))?.filter(|r| !r.is_none()) else { return Ok(None) };
+    Ok(rule.getattr_opt(intern!(py, "rule"))?.and_then(|r| r.extract::<String>().ok()))
+}
+
+/// The response iterable the server receives. Iteration passes through; `close()` closes the
+/// app's iterable and ends the span. If the server never calls `close()`, the span ends when
+/// this wrapper is garbage-collected.
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct ResponseBody {
+    body: Py<PyAny>,
+    iter: PyOnceLock<Py<PyIterator>>,
+    span: Py<Span>,
+}
+
+#[pymethods]
+impl ResponseBody {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let iter = self.iter.get_or_try_init(py, || Ok::<_, PyErr>(self.body.bind(py).try_iter()?.unbind()));
+        let step = match iter {
+            Ok(it) => it.bind(py).clone().next().transpose(),
+            Err(e) => Err(e),
+        };
+        match step {
+            Ok(item) => Ok(item),
+            Err(err) => {
+                self.fail(py, &err);
+                Err(err)
+            }
+        }
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let body = self.body.bind(py);
+        let closed = match body.getattr_opt(intern!(py, "close")) {
+            Ok(Some(close)) => close.call0().map(drop),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match closed {
+            Ok(()) => {
+                self.span.get().end(finish);
+                Ok(())
+            }
+            Err(err) => {
+                self.fail(py, &err);
+                Err(err)
+            }
+        }
+    }
+}
+
+impl ResponseBody {
+    fn fail(&self, py: Python<'_>, err: &PyErr) {
+        quietly("the WSGI body hook", || {
+            let span = self.span.get();
+            span.record_exception(err.value(py).as_any());
+            span.end(finish);
+            Ok(())
+        });
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.span.get().end(finish);
+    }
+}

@@ -1,0 +1,101 @@
+//! ferrotel: OpenTelemetry auto-instrumentation for Python with a native engine.
+//!
+//! Data flow: hooks (Python-facing, `hooks/`) build a `span::SpanRecord` per request and push it
+//! through `pipeline` (bounded queue → export thread) to `export` (OTLP HTTP/gRPC, console).
+//! `config` reads the environment once; `fork` keeps the pipeline per process.
+
+pub mod agent;
+pub mod config;
+pub mod context;
+pub mod export;
+pub mod fork;
+pub mod hooks;
+pub mod log;
+pub mod pipeline;
+pub mod resource;
+pub mod sampler;
+pub mod semconv;
+pub mod span;
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use crate::config::Config;
+use crate::hooks::{current, span::Span, wsgi};
+use crate::resource::Runtime;
+
+/// Start the agent in this process (once; later calls return the first result). Reads the
+/// configuration, prints one line per bad value, and returns whether tracing is on.
+#[pyfunction]
+#[pyo3(signature = (runtime_name, runtime_version, runtime_description = String::new(), executable = String::new()))]
+fn start(py: Python<'_>, runtime_name: String, runtime_version: String, runtime_description: String, executable: String) -> PyResult<bool> {
+    static STARTED: once_cell::sync::OnceCell<bool> = once_cell::sync::OnceCell::new();
+    if let Some(done) = STARTED.get() {
+        return Ok(*done);
+    }
+    let config = Config::from_env();
+    for w in &config.warnings {
+        log::warn(w);
+    }
+    let enabled = !config.sdk_disabled;
+    if enabled {
+        current::init(py)?;
+        fork::install();
+        agent::install(agent::Agent::new(&config));
+        let runtime = Runtime { name: runtime_name, version: runtime_version, description: runtime_description, executable };
+        pipeline::configure(pipeline::Settings { config, runtime });
+    }
+    let _ = STARTED.set(enabled);
+    Ok(enabled)
+}
+
+/// Flush queued spans and stop exporting (called at interpreter exit).
+#[pyfunction]
+fn shutdown(py: Python<'_>) -> bool {
+    py.detach(pipeline::shutdown)
+}
+
+/// Export everything queued so far, waiting at most `timeout_ms`.
+#[pyfunction]
+#[pyo3(signature = (timeout_ms = 10_000))]
+fn flush(py: Python<'_>, timeout_ms: u64) -> bool {
+    py.detach(|| pipeline::flush(Duration::from_millis(timeout_ms)))
+}
+
+/// The span active in the calling context, if any.
+#[pyfunction]
+fn current_span(py: Python<'_>) -> Option<Bound<'_, Span>> {
+    current::get(py)
+}
+
+/// Record an exception on the active span (framework error hooks call this).
+#[pyfunction]
+fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>) {
+    if let Some(span) = current::get(py) {
+        span.get().record_exception(&exc);
+    }
+}
+
+/// Pipeline counters of this process: queued, dropped (queue full), exported, export failures.
+#[pyfunction]
+fn stats() -> (u64, u64, u64, u64) {
+    pipeline::stats()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(flush, m)?)?;
+    m.add_function(wrap_pyfunction!(current_span, m)?)?;
+    m.add_function(wrap_pyfunction!(record_exception, m)?)?;
+    m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_class::<Span>()?;
+    m.add_class::<wsgi::WsgiMiddleware>()?;
+    m.add_class::<wsgi::FlaskDispatch>()?;
+    m.add_class::<wsgi::StartResponse>()?;
+    m.add_class::<wsgi::ResponseBody>()?;
+    Ok(())
+}

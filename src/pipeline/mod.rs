@@ -1,0 +1,184 @@
+//! The span pipeline: request threads push finished span records into a bounded lock-free queue
+//! (never blocking, never waking anyone; a full queue drops and counts); one export thread per
+//! process drains it in batches and hands them to the exporters.
+//!
+//! Fork safety: the pipeline (queue, thread, exporters, resource) belongs to one fork generation.
+//! After a fork the child's first span builds a fresh pipeline; the parent's copy is left alone
+//! (leaked), because its thread does not exist in the child and its locks may be held forever.
+
+mod worker;
+
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use crossbeam_queue::ArrayQueue;
+use once_cell::sync::OnceCell;
+
+use crate::config::Config;
+use crate::fork;
+use crate::resource::Runtime;
+use crate::span::SpanRecord;
+
+/// What the pipeline is built from: set once at start-up.
+pub struct Settings {
+    pub config: Config,
+    pub runtime: Runtime,
+}
+
+static SETTINGS: OnceCell<Arc<Settings>> = OnceCell::new();
+static CURRENT: AtomicPtr<Pipeline> = AtomicPtr::new(ptr::null_mut());
+
+enum Control {
+    /// Export everything queued, then acknowledge.
+    Flush(Sender<()>),
+    /// Flush, acknowledge and end the thread.
+    Shutdown(Sender<()>),
+}
+
+/// Counters for self-observation (issue-level telemetry builds on these).
+#[derive(Default)]
+pub struct Stats {
+    pub queued: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub exported: AtomicU64,
+    pub export_failures: AtomicU64,
+}
+
+pub struct Pipeline {
+    generation: u64,
+    queue: ArrayQueue<SpanRecord>,
+    started: AtomicBool,
+    stopped: AtomicBool,
+    control_tx: Sender<Control>,
+    control_rx: Receiver<Control>,
+    pub stats: Stats,
+    settings: Arc<Settings>,
+}
+
+/// Install the settings (first call wins). Spans submitted before this are ignored.
+pub fn configure(settings: Settings) {
+    let _ = SETTINGS.set(Arc::new(settings));
+}
+
+/// This process's pipeline, built on first use in each fork generation.
+fn current() -> Option<&'static Pipeline> {
+    let gen = fork::generation();
+    let ptr = CURRENT.load(Ordering::Acquire);
+    if !ptr.is_null() {
+        // SAFETY: pipelines are leaked, never freed.
+        let p = unsafe { &*ptr };
+        if p.generation == gen {
+            return Some(p);
+        }
+    }
+    let settings = SETTINGS.get()?.clone();
+    let fresh = Box::into_raw(Box::new(Pipeline::new(gen, settings)));
+    match CURRENT.compare_exchange(ptr, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(unsafe { &*fresh }),
+        Err(winner) => {
+            // Another thread built one first: use it, free ours (never shared).
+            drop(unsafe { Box::from_raw(fresh) });
+            Some(unsafe { &*winner })
+        }
+    }
+}
+
+/// The pipeline if this process already has one (does not build it).
+fn existing() -> Option<&'static Pipeline> {
+    let ptr = CURRENT.load(Ordering::Acquire);
+    (!ptr.is_null()).then(|| unsafe { &*ptr }).filter(|p| p.generation == fork::generation())
+}
+
+impl Pipeline {
+    fn new(generation: u64, settings: Arc<Settings>) -> Self {
+        let (control_tx, control_rx) = crossbeam_channel::bounded(16);
+        Pipeline {
+            generation,
+            queue: ArrayQueue::new(settings.config.batch.max_queue_size),
+            started: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            control_tx,
+            control_rx,
+            stats: Stats::default(),
+            settings,
+        }
+    }
+
+    fn ensure_worker(&'static self) {
+        if self.started.load(Ordering::Relaxed) || self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let spawned = std::thread::Builder::new().name("ferrotel-export".into()).spawn(move || worker::run(self));
+        if let Err(e) = spawned {
+            crate::log::warn_once("thread", &format!("could not start the export thread ({e}); spans will be dropped"));
+        }
+    }
+}
+
+/// Hand a finished span to the export thread. Never blocks; drops (and counts) when full.
+pub fn submit(span: SpanRecord) {
+    let Some(p) = current() else { return };
+    if p.stopped.load(Ordering::Relaxed) {
+        return;
+    }
+    match p.queue.push(span) {
+        Ok(()) => {
+            p.stats.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            p.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    p.ensure_worker();
+}
+
+fn request(make: fn(Sender<()>) -> Control, timeout: Duration) -> bool {
+    let Some(p) = existing() else { return true };
+    if !p.started.load(Ordering::Acquire) {
+        return p.queue.is_empty();
+    }
+    let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+    if p.control_tx.send_timeout(make(ack_tx), timeout).is_err() {
+        return false;
+    }
+    ack_rx.recv_timeout(timeout).is_ok()
+}
+
+/// Export everything queued so far; wait at most `timeout`. True when done in time.
+pub fn flush(timeout: Duration) -> bool {
+    request(Control::Flush, timeout)
+}
+
+/// Flush and stop this process's export thread; later spans are ignored. Waits at most the
+/// OTLP export timeout, so an unreachable collector cannot hold up interpreter exit for longer.
+pub fn shutdown() -> bool {
+    let Some(p) = existing() else { return true };
+    let done = request(Control::Shutdown, p.settings.config.otlp.timeout);
+    p.stopped.store(true, Ordering::Relaxed);
+    let dropped = p.stats.dropped_queue_full.load(Ordering::Relaxed);
+    if dropped > 0 || !done {
+        crate::log::warn(&format!(
+            "shutdown: {} spans exported, {} dropped (queue full), {} export failures{}",
+            p.stats.exported.load(Ordering::Relaxed),
+            dropped,
+            p.stats.export_failures.load(Ordering::Relaxed),
+            if done { "" } else { "; the final flush did not finish in time" }
+        ));
+    }
+    done
+}
+
+/// Counters of this process's pipeline, if it has one: (queued, dropped, exported, failures).
+pub fn stats() -> (u64, u64, u64, u64) {
+    existing().map_or((0, 0, 0, 0), |p| {
+        (
+            p.stats.queued.load(Ordering::Relaxed),
+            p.stats.dropped_queue_full.load(Ordering::Relaxed),
+            p.stats.exported.load(Ordering::Relaxed),
+            p.stats.export_failures.load(Ordering::Relaxed),
+        )
+    })
+}

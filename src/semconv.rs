@@ -1,0 +1,205 @@
+//! HTTP semantic conventions (stable, v1.2x): the rules that turn request facts into span
+//! attributes, names and status. Pure Rust, shared by every server and client hook.
+
+use crate::span::{Event, SpanRecord, Status, Value};
+
+pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
+pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
+pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+pub const HTTP_ROUTE: &str = "http.route";
+pub const URL_PATH: &str = "url.path";
+pub const URL_QUERY: &str = "url.query";
+pub const URL_SCHEME: &str = "url.scheme";
+pub const SERVER_ADDRESS: &str = "server.address";
+pub const SERVER_PORT: &str = "server.port";
+pub const CLIENT_ADDRESS: &str = "client.address";
+pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
+pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
+pub const ERROR_TYPE: &str = "error.type";
+
+const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// Record the request method: known methods as they are, anything else as `_OTHER` with the
+/// original kept beside it.
+pub fn set_method(span: &mut SpanRecord, method: &str) {
+    if KNOWN_METHODS.contains(&method) {
+        span.set(HTTP_REQUEST_METHOD, method);
+    } else {
+        span.set(HTTP_REQUEST_METHOD, "_OTHER");
+        span.set(HTTP_REQUEST_METHOD_ORIGINAL, method);
+    }
+}
+
+/// `{method} {route}`, or just `{method}` without a route; `HTTP` stands for unknown methods.
+pub fn server_span_name(span: &SpanRecord) -> String {
+    let method = match span.get(HTTP_REQUEST_METHOD) {
+        Some(Value::Str(m)) if m != "_OTHER" => m.as_str(),
+        _ => "HTTP",
+    };
+    match span.get(HTTP_ROUTE) {
+        Some(Value::Str(route)) => format!("{method} {route}"),
+        _ => method.to_string(),
+    }
+}
+
+/// Split a `Host` header (`name`, `name:port`, `[v6]:port`) into address and port.
+pub fn split_host(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some((addr, tail)) = rest.split_once(']') {
+            return (addr, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+        return (host, None);
+    }
+    match host.rsplit_once(':') {
+        Some((addr, port)) if !addr.contains(':') => match port.parse() {
+            Ok(p) => (addr, Some(p)),
+            Err(_) => (addr, None),
+        },
+        _ => (host, None),
+    }
+}
+
+pub fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// `HTTP/1.1` → `1.1`.
+pub fn protocol_version(server_protocol: &str) -> Option<&str> {
+    server_protocol.strip_prefix("HTTP/").filter(|v| !v.is_empty())
+}
+
+/// The numeric code at the start of a WSGI status line (`"404 Not Found"`).
+pub fn status_code(status_line: &str) -> Option<i64> {
+    let digits = status_line.get(..3)?;
+    digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse().ok()).flatten()
+}
+
+/// The first client address from `Forwarded: for=` or `X-Forwarded-For`, when a proxy says so.
+pub fn forwarded_client(forwarded: Option<&str>, x_forwarded_for: Option<&str>) -> Option<String> {
+    if let Some(f) = forwarded {
+        let first = f.split(',').next().unwrap_or("");
+        for part in first.split(';') {
+            let (k, v) = part.trim().split_once('=')?;
+            if k.eq_ignore_ascii_case("for") {
+                let v = v.trim_matches('"');
+                let (addr, _) = split_host(v);
+                if !addr.is_empty() {
+                    return Some(addr.to_string());
+                }
+            }
+        }
+    }
+    x_forwarded_for.and_then(|x| x.split(',').next()).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// Describe an exception: its qualified type name, message and formatted traceback.
+pub struct ExceptionInfo {
+    pub type_name: String,
+    pub message: String,
+    pub stacktrace: String,
+}
+
+/// Record an exception as the spec's `exception` event, mark the span as failed with its type.
+pub fn record_exception(span: &mut SpanRecord, e: ExceptionInfo, time_ns: u64) {
+    span.status = Status::Error(if e.message.is_empty() { e.type_name.clone() } else { format!("{}: {}", e.type_name, e.message) });
+    span.set(ERROR_TYPE, e.type_name.clone());
+    span.events.push(Event {
+        name: "exception".into(),
+        time_ns,
+        attributes: vec![
+            ("exception.type".into(), Value::Str(e.type_name)),
+            ("exception.message".into(), Value::Str(e.message)),
+            ("exception.stacktrace".into(), Value::Str(e.stacktrace)),
+        ],
+    });
+}
+
+/// Close a server span: status code attribute, error rules (5xx is an error on a server span,
+/// 4xx is not), and the name from method and route.
+pub fn finish_server_span(span: &mut SpanRecord, status: Option<i64>) {
+    if let Some(code) = status {
+        span.set(HTTP_RESPONSE_STATUS_CODE, code);
+        if code >= 500 {
+            if span.get(ERROR_TYPE).is_none() {
+                span.set(ERROR_TYPE, code.to_string());
+            }
+            if span.status == Status::Unset {
+                span.status = Status::Error(String::new());
+            }
+        }
+    }
+    span.name = server_span_name(span);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::TraceId;
+    use crate::span::{Scope, SpanKind};
+
+    fn span() -> SpanRecord {
+        SpanRecord::start(String::new(), SpanKind::Server, Scope::fixed("t"), None, TraceId::random(), 1)
+    }
+
+    #[test]
+    fn host_split() {
+        assert_eq!(split_host("example.com:8080"), ("example.com", Some(8080)));
+        assert_eq!(split_host("example.com"), ("example.com", None));
+        assert_eq!(split_host("[::1]:5000"), ("::1", Some(5000)));
+        assert_eq!(split_host("[::1]"), ("::1", None));
+        assert_eq!(split_host("::1"), ("::1", None));
+        assert_eq!(split_host("host:notaport"), ("host", None));
+    }
+
+    #[test]
+    fn names_and_methods() {
+        let mut s = span();
+        set_method(&mut s, "GET");
+        s.set(HTTP_ROUTE, "/users/<int:uid>");
+        finish_server_span(&mut s, Some(200));
+        assert_eq!(s.name, "GET /users/<int:uid>");
+        let mut s = span();
+        set_method(&mut s, "FOO");
+        finish_server_span(&mut s, Some(405));
+        assert_eq!(s.name, "HTTP");
+        assert_eq!(s.get(HTTP_REQUEST_METHOD_ORIGINAL), Some(&Value::Str("FOO".into())));
+    }
+
+    #[test]
+    fn status_rules() {
+        let mut s = span();
+        finish_server_span(&mut s, Some(404));
+        assert_eq!(s.status, Status::Unset);
+        assert!(s.get(ERROR_TYPE).is_none());
+        let mut s = span();
+        finish_server_span(&mut s, Some(503));
+        assert!(matches!(s.status, Status::Error(_)));
+        assert_eq!(s.get(ERROR_TYPE), Some(&Value::Str("503".into())));
+        let mut s = span();
+        record_exception(&mut s, ExceptionInfo { type_name: "ValueError".into(), message: "boom".into(), stacktrace: "tb".into() }, 1);
+        finish_server_span(&mut s, Some(500));
+        assert_eq!(s.get(ERROR_TYPE), Some(&Value::Str("ValueError".into())));
+        assert_eq!(s.status, Status::Error("ValueError: boom".into()));
+        assert_eq!(s.events[0].name, "exception");
+    }
+
+    #[test]
+    fn status_lines_and_protocols() {
+        assert_eq!(status_code("200 OK"), Some(200));
+        assert_eq!(status_code("5x0 bad"), None);
+        assert_eq!(status_code("20"), None);
+        assert_eq!(protocol_version("HTTP/1.1"), Some("1.1"));
+        assert_eq!(protocol_version("HTTP/"), None);
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        assert_eq!(forwarded_client(Some("for=\"[2001:db8::1]:4711\";proto=https, for=1.2.3.4"), None).as_deref(), Some("2001:db8::1"));
+        assert_eq!(forwarded_client(None, Some(" 203.0.113.7, 10.0.0.1")).as_deref(), Some("203.0.113.7"));
+        assert_eq!(forwarded_client(None, None), None);
+    }
+}

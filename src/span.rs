@@ -1,0 +1,153 @@
+//! The span record: what a finished span is once it leaves the request thread. Plain Rust data,
+//! no Python references, so everything after the queue runs without the GIL.
+
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::context::{SpanContext, SpanId, TraceId};
+
+pub type Key = Cow<'static, str>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    F64(f64),
+    Bool(bool),
+    StrArray(Vec<String>),
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s)
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+pub type Attributes = Vec<(Key, Value)>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum Status {
+    #[default]
+    Unset,
+    Ok,
+    Error(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub name: Key,
+    pub time_ns: u64,
+    pub attributes: Attributes,
+}
+
+/// The instrumentation scope that produced a span (hooks use static names; the API bridge will
+/// pass the app's own).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub name: Key,
+    pub version: Option<Key>,
+}
+
+impl Scope {
+    pub const fn fixed(name: &'static str) -> Self {
+        Scope { name: Cow::Borrowed(name), version: Some(Cow::Borrowed(env!("CARGO_PKG_VERSION"))) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanRecord {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// `SpanId::INVALID` for a root span.
+    pub parent_span_id: SpanId,
+    pub parent_remote: bool,
+    pub flags: u8,
+    pub trace_state: Option<String>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub attributes: Attributes,
+    pub events: Vec<Event>,
+    pub status: Status,
+    pub scope: Scope,
+}
+
+impl SpanRecord {
+    /// A span started now, as a child of `parent` (or a root), with fresh ids where needed.
+    pub fn start(name: String, kind: SpanKind, scope: Scope, parent: Option<&SpanContext>, trace_id: TraceId, flags: u8) -> Self {
+        SpanRecord {
+            trace_id,
+            span_id: SpanId::random(),
+            parent_span_id: parent.map_or(SpanId::INVALID, |p| p.span_id),
+            parent_remote: parent.is_some_and(|p| p.remote),
+            flags,
+            trace_state: parent.and_then(|p| p.trace_state.clone()),
+            name,
+            kind,
+            start_ns: now_ns(),
+            end_ns: 0,
+            attributes: Vec::with_capacity(12),
+            events: Vec::new(),
+            status: Status::Unset,
+            scope,
+        }
+    }
+
+    pub fn context(&self) -> SpanContext {
+        SpanContext {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: self.flags,
+            trace_state: self.trace_state.clone(),
+            remote: false,
+        }
+    }
+
+    pub fn set(&mut self, key: impl Into<Key>, value: impl Into<Value>) {
+        let key = key.into();
+        let value = value.into();
+        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.attributes.push((key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn is_sampled(&self) -> bool {
+        self.flags & 0x01 != 0
+    }
+}
+
+/// Wall-clock time in nanoseconds since the Unix epoch.
+#[inline]
+pub fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
