@@ -11,7 +11,7 @@ DIST   := dist/autoinstrumentation
 WHEELS := target/wheels
 CARGO  ?= cargo
 
-.PHONY: all demo test test-rust test-python dist wheel venv bench clean
+.PHONY: all demo test test-rust test-python dist wheel venv preload bench clean
 
 all: dist
 
@@ -34,9 +34,15 @@ dist: wheel
 	$(PY) -m pip install --quiet --no-deps --no-compile --target $(DIST) $(WHEELS)/ferrotel-*.whl
 	mkdir -p $(DIST)/opentelemetry/instrumentation/auto_instrumentation
 	cp python/sitecustomize.py $(DIST)/opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py
+	if [ -f preload/Cargo.toml ]; then $(MAKE) --no-print-directory preload && cp $(PRELOAD) $(DIST)/; fi
 	rm -rf $(DIST)/bin $(DIST)/ferrotel-*.dist-info/direct_url.json
 	chmod -R go+rX $(DIST)
 	@echo "built $(DIST)"
+
+# The LD_PRELOAD library: its own workspace (no std, no libc, panic=abort), its own target dir.
+PRELOAD := preload/target/release/libferrotel_preload.so
+preload:
+	$(CARGO) build --quiet --release --manifest-path preload/Cargo.toml
 
 test-rust:
 	$(CARGO) test --quiet

@@ -10,8 +10,8 @@ import sys
 def _ferrotel_boot():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(os.path.dirname(here)))
-    if os.environ.get("FERROTEL_BOOTSTRAP_DISABLED", "").lower() == "true":
-        return here, root
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return here, root  # load nothing of ours
     if root not in sys.path:
         sys.path.append(root)
     try:
