@@ -8,10 +8,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 DIST   := dist/autoinstrumentation
-WHEELS := target/wheels
 CARGO  ?= cargo
 
-.PHONY: all demo test test-rust test-python dist wheel venv preload bench clean
+.PHONY: all demo test test-rust test-python dist venv preload bench clean
 
 all: dist
 
@@ -25,19 +24,19 @@ venv: $(VENV)/.ready
 
 # One build command for tests, the demo and the Dockerfile: an abi3 wheel, unpacked into the
 # Operator's layout with the bootstrap sitecustomize where the Operator's PYTHONPATH prefix points.
-wheel: venv
-	rm -rf $(WHEELS)
-	$(VENV)/bin/maturin build --release --quiet --interpreter $(PY) --out $(WHEELS)
-
-dist: wheel
-	rm -rf $(DIST)
-	$(PY) -m pip install --quiet --no-deps --no-compile --target $(DIST) $(WHEELS)/ferrotel-*.whl
-	mkdir -p $(DIST)/opentelemetry/instrumentation/auto_instrumentation
-	cp python/sitecustomize.py $(DIST)/opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py
-	if [ -f preload/Cargo.toml ]; then $(MAKE) --no-print-directory preload && cp $(PRELOAD) $(DIST)/; fi
-	rm -rf $(DIST)/bin $(DIST)/ferrotel-*.dist-info/direct_url.json
-	chmod -R go+rX $(DIST)
-	@echo "built $(DIST)"
+# Built in a scratch directory and moved into place, so a concurrent build never sees half a tree.
+dist: venv
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(VENV)/bin/maturin build --release --quiet --interpreter $(PY) --out "$$tmp/wheels"; \
+	$(PY) -m pip install --quiet --no-deps --no-compile --target "$$tmp/tree" "$$tmp"/wheels/ferrotel-*.whl; \
+	rm -rf "$$tmp/tree/bin" "$$tmp"/tree/ferrotel-*.dist-info/direct_url.json; \
+	mkdir -p "$$tmp/tree/opentelemetry/instrumentation/auto_instrumentation"; \
+	cp python/sitecustomize.py "$$tmp/tree/opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py"; \
+	if [ -f preload/Cargo.toml ]; then $(MAKE) --no-print-directory preload; cp $(PRELOAD) "$$tmp/tree/"; fi; \
+	chmod -R go+rX "$$tmp/tree"; \
+	mkdir -p $(dir $(DIST)); rm -rf $(DIST).old; [ ! -d $(DIST) ] || mv $(DIST) $(DIST).old; \
+	mv "$$tmp/tree" $(DIST); rm -rf $(DIST).old; \
+	echo "built $(DIST)"
 
 # The LD_PRELOAD library: its own workspace (no std, no libc, panic=abort), its own target dir.
 PRELOAD := preload/target/release/libferrotel_preload.so
@@ -53,7 +52,7 @@ test-python: dist
 test: test-rust test-python
 
 demo: dist
-	$(PY) tests/demo.py
+	$(PY) tests/app/demo.py
 
 clean:
 	rm -rf target dist $(VENV)
