@@ -6,12 +6,20 @@ use once_cell::sync::OnceCell;
 use crate::config::Config;
 use crate::context::propagation::{Header, Propagator};
 use crate::sampler::SpecSampler;
+use crate::span::Head;
 
 pub struct Agent {
     pub sampler: SpecSampler,
     pub propagators: Vec<Propagator>,
     /// The headers the configured propagators read, so hooks look up nothing else.
     pub inbound_headers: Vec<Header>,
+    /// RED metrics are on: every span is recorded (sampled or not) and active requests counted.
+    pub metrics: bool,
+    /// "Keep errors and slow" is on: ratio-dropped roots are recorded for the tail decision.
+    pub keep_errors_and_slow: bool,
+    /// Header names (lower case) captured on server spans.
+    pub capture_request_headers: Vec<String>,
+    pub capture_response_headers: Vec<String>,
 }
 
 static AGENT: OnceCell<Agent> = OnceCell::new();
@@ -28,7 +36,26 @@ impl Agent {
             };
             inbound_headers.extend_from_slice(hs);
         }
-        Agent { sampler: SpecSampler::from_config(config.sampler), propagators: config.propagators.clone(), inbound_headers }
+        let p = &config.processing;
+        Agent {
+            sampler: SpecSampler::from_config(config.sampler),
+            propagators: config.propagators.clone(),
+            inbound_headers,
+            metrics: !config.metrics.exporters.is_empty(),
+            keep_errors_and_slow: p.keep_errors_and_slow,
+            capture_request_headers: p.capture_request_headers.clone(),
+            capture_response_headers: p.capture_response_headers.clone(),
+        }
+    }
+
+    /// Whether a span with this head decision is recorded (filled and sent down the pipeline):
+    /// sampled spans always; others when metrics need them or the tail decision may keep them.
+    pub fn records(&self, head: Head) -> bool {
+        match head {
+            Head::Sampled => true,
+            Head::RatioDropped => self.metrics || self.keep_errors_and_slow,
+            Head::Dropped => self.metrics,
+        }
     }
 }
 

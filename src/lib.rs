@@ -11,7 +11,9 @@ pub mod export;
 pub mod fork;
 pub mod hooks;
 pub mod log;
+pub mod metrics;
 pub mod pipeline;
+pub mod processors;
 pub mod resource;
 pub mod sampler;
 pub mod semconv;
@@ -44,7 +46,7 @@ fn start(py: Python<'_>, runtime_name: String, runtime_version: String, runtime_
         fork::install();
         agent::install(agent::Agent::new(&config));
         let runtime = Runtime { name: runtime_name, version: runtime_version, description: runtime_description, executable };
-        pipeline::configure(pipeline::Settings { config, runtime });
+        pipeline::configure(pipeline::Settings { config, runtime, origin_pid: std::process::id() });
     }
     let _ = STARTED.set(enabled);
     Ok(enabled)
@@ -77,10 +79,18 @@ fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>) {
     }
 }
 
-/// Pipeline counters of this process: queued, dropped (queue full), exported, export failures.
+/// This process's pipeline counters, as a dict.
 #[pyfunction]
-fn stats() -> (u64, u64, u64, u64) {
-    pipeline::stats()
+fn stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let s = pipeline::stats();
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("spans_started", s.spans_started)?;
+    d.set_item("spans_exported", s.spans_exported)?;
+    d.set_item("dropped_queue_full", s.dropped_queue_full)?;
+    d.set_item("dropped_filtered", s.dropped_filtered)?;
+    d.set_item("dropped_sampled_out", s.dropped_sampled_out)?;
+    d.set_item("export_failures", s.export_failures)?;
+    Ok(d)
 }
 
 #[pymodule]

@@ -2,10 +2,11 @@
 
 use crate::config::SamplerConfig;
 use crate::context::{SpanContext, TraceId};
+use crate::span::Head;
 
 pub trait Sampler: Send + Sync {
-    /// Should a span with this parent (None: a root) in this trace be recorded and exported?
-    fn should_sample(&self, parent: Option<&SpanContext>, trace_id: TraceId) -> bool;
+    /// The head decision for a span with this parent (None: a root) in this trace.
+    fn decide(&self, parent: Option<&SpanContext>, trace_id: TraceId) -> Head;
 }
 
 /// One of the specification's samplers.
@@ -35,8 +36,20 @@ fn threshold(ratio: f64) -> u64 {
     }
 }
 
-fn ratio_sample(threshold: u64, trace_id: TraceId) -> bool {
-    threshold == u64::MAX || (trace_id.low_u64() >> 1) < threshold
+fn ratio_sample(threshold: u64, trace_id: TraceId) -> Head {
+    if threshold == u64::MAX || (trace_id.low_u64() >> 1) < threshold {
+        Head::Sampled
+    } else {
+        Head::RatioDropped
+    }
+}
+
+fn flag(sampled: bool) -> Head {
+    if sampled {
+        Head::Sampled
+    } else {
+        Head::Dropped
+    }
 }
 
 impl SpecSampler {
@@ -53,16 +66,16 @@ impl SpecSampler {
 }
 
 impl Sampler for SpecSampler {
-    fn should_sample(&self, parent: Option<&SpanContext>, trace_id: TraceId) -> bool {
+    fn decide(&self, parent: Option<&SpanContext>, trace_id: TraceId) -> Head {
         match *self {
-            SpecSampler::AlwaysOn => true,
-            SpecSampler::AlwaysOff => false,
+            SpecSampler::AlwaysOn => Head::Sampled,
+            SpecSampler::AlwaysOff => Head::Dropped,
             SpecSampler::TraceIdRatio(t) => ratio_sample(t, trace_id),
             SpecSampler::ParentBased(root) => match parent {
-                Some(p) => p.is_sampled(),
+                Some(p) => flag(p.is_sampled()),
                 None => match root {
-                    Root::AlwaysOn => true,
-                    Root::AlwaysOff => false,
+                    Root::AlwaysOn => Head::Sampled,
+                    Root::AlwaysOff => Head::Dropped,
                     Root::TraceIdRatio(t) => ratio_sample(t, trace_id),
                 },
             },
@@ -82,30 +95,30 @@ mod tests {
     #[test]
     fn parent_based_follows_the_parent() {
         let s = SpecSampler::from_config(SamplerConfig::ParentBasedAlwaysOn);
-        assert!(s.should_sample(None, TraceId::random()));
-        assert!(s.should_sample(Some(&parent(true)), TraceId::random()));
-        assert!(!s.should_sample(Some(&parent(false)), TraceId::random()));
+        assert!(s.decide(None, TraceId::random()).is_sampled());
+        assert!(s.decide(Some(&parent(true)), TraceId::random()).is_sampled());
+        assert_eq!(s.decide(Some(&parent(false)), TraceId::random()), Head::Dropped);
         let s = SpecSampler::from_config(SamplerConfig::ParentBasedAlwaysOff);
-        assert!(!s.should_sample(None, TraceId::random()));
-        assert!(s.should_sample(Some(&parent(true)), TraceId::random()));
+        assert_eq!(s.decide(None, TraceId::random()), Head::Dropped);
+        assert!(s.decide(Some(&parent(true)), TraceId::random()).is_sampled());
     }
 
     #[test]
     fn ratio_is_close_to_the_argument() {
         let s = SpecSampler::from_config(SamplerConfig::TraceIdRatio(0.1));
         let n = 20_000;
-        let kept = (0..n).filter(|_| s.should_sample(None, TraceId::random())).count();
+        let kept = (0..n).filter(|_| s.decide(None, TraceId::random()).is_sampled()).count();
         assert!((1600..2400).contains(&kept), "kept {kept} of {n}");
         // Ratio samplers ignore the parent.
-        assert!(SpecSampler::from_config(SamplerConfig::TraceIdRatio(1.0)).should_sample(Some(&parent(false)), TraceId::random()));
-        assert!(!SpecSampler::from_config(SamplerConfig::TraceIdRatio(0.0)).should_sample(None, TraceId::random()));
+        assert!(SpecSampler::from_config(SamplerConfig::TraceIdRatio(1.0)).decide(Some(&parent(false)), TraceId::random()).is_sampled());
+        assert_eq!(SpecSampler::from_config(SamplerConfig::TraceIdRatio(0.0)).decide(None, TraceId::random()), Head::RatioDropped);
     }
 
     #[test]
     fn ratio_decision_is_deterministic_per_trace() {
         let s = SpecSampler::from_config(SamplerConfig::ParentBasedTraceIdRatio(0.5));
         let t = TraceId::random();
-        let first = s.should_sample(None, t);
-        assert!((0..10).all(|_| s.should_sample(None, t) == first));
+        let first = s.decide(None, t);
+        assert!((0..10).all(|_| s.decide(None, t) == first));
     }
 }

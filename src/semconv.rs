@@ -142,7 +142,7 @@ mod tests {
     use crate::span::{Scope, SpanKind};
 
     fn span() -> SpanRecord {
-        SpanRecord::start(String::new(), SpanKind::Server, Scope::fixed("t"), None, TraceId::random(), 1)
+        SpanRecord::start(String::new(), SpanKind::Server, Scope::fixed("t"), None, TraceId::random(), crate::span::Head::Sampled)
     }
 
     #[test]

@@ -78,6 +78,22 @@ impl Scope {
     }
 }
 
+/// The head sampler's decision, kept with the span for the tail decision after it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    Sampled,
+    /// Dropped by a trace-id ratio: "keep errors and slow" may still export it.
+    RatioDropped,
+    /// Dropped by the parent's decision or `always_off`: stays dropped.
+    Dropped,
+}
+
+impl Head {
+    pub fn is_sampled(self) -> bool {
+        self == Head::Sampled
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpanRecord {
     pub trace_id: TraceId,
@@ -95,17 +111,18 @@ pub struct SpanRecord {
     pub events: Vec<Event>,
     pub status: Status,
     pub scope: Scope,
+    pub head: Head,
 }
 
 impl SpanRecord {
     /// A span started now, as a child of `parent` (or a root), with fresh ids where needed.
-    pub fn start(name: String, kind: SpanKind, scope: Scope, parent: Option<&SpanContext>, trace_id: TraceId, flags: u8) -> Self {
+    pub fn start(name: String, kind: SpanKind, scope: Scope, parent: Option<&SpanContext>, trace_id: TraceId, head: Head) -> Self {
         SpanRecord {
             trace_id,
             span_id: SpanId::random(),
             parent_span_id: parent.map_or(SpanId::INVALID, |p| p.span_id),
             parent_remote: parent.is_some_and(|p| p.remote),
-            flags,
+            flags: head.is_sampled() as u8,
             trace_state: parent.and_then(|p| p.trace_state.clone()),
             name,
             kind,
@@ -115,6 +132,7 @@ impl SpanRecord {
             events: Vec::new(),
             status: Status::Unset,
             scope,
+            head,
         }
     }
 

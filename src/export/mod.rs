@@ -1,12 +1,16 @@
-//! Exporters: where finished batches go. They run on the export thread only; none of them knows
-//! Python exists.
+//! Exporters: where finished batches and metric snapshots go. They run on the export thread only;
+//! none of them knows Python exists.
 
 pub mod console;
+pub mod grpc;
+pub mod http;
 pub mod otlp;
-pub mod otlp_grpc;
-pub mod otlp_http;
+pub mod otlp_metrics;
 
-use crate::config::{Config, Protocol, TracesExporter};
+use prost::Message;
+
+use crate::config::{Config, OtlpConfig, Protocol, TracesExporter};
+use crate::metrics::snapshot::Snapshot;
 use crate::resource::Resource;
 use crate::span::SpanRecord;
 
@@ -17,7 +21,52 @@ pub trait SpanExporter: Send {
     fn target(&self) -> String;
 }
 
-/// The exporters `OTEL_TRACES_EXPORTER` names, built lazily on the export thread (after any fork).
+/// OTLP over either transport.
+pub enum Otlp {
+    Http(http::HttpTransport),
+    Grpc(grpc::GrpcTransport),
+}
+
+impl Otlp {
+    pub fn new(c: &OtlpConfig) -> Self {
+        match c.protocol {
+            Protocol::HttpProtobuf => Otlp::Http(http::HttpTransport::new(c)),
+            Protocol::Grpc => Otlp::Grpc(grpc::GrpcTransport::new(c)),
+        }
+    }
+
+    pub fn export_metrics(&self, snapshot: &Snapshot, resource: &Resource) -> Result<(), String> {
+        let req = otlp_metrics::encode(snapshot, resource);
+        match self {
+            Otlp::Http(t) => t.post(req.encode_to_vec()),
+            Otlp::Grpc(t) => t.export_metrics(req),
+        }
+    }
+
+    pub fn target(&self) -> String {
+        match self {
+            Otlp::Http(t) => t.target(),
+            Otlp::Grpc(t) => t.target(),
+        }
+    }
+}
+
+impl SpanExporter for Otlp {
+    fn export(&mut self, batch: &[SpanRecord], resource: &Resource) -> Result<(), String> {
+        let req = otlp::encode_request(batch, resource);
+        match self {
+            Otlp::Http(t) => t.post(req.encode_to_vec()),
+            Otlp::Grpc(t) => t.export_traces(req),
+        }
+    }
+
+    fn target(&self) -> String {
+        Otlp::target(self)
+    }
+}
+
+/// The span exporters `OTEL_TRACES_EXPORTER` names, built lazily on the export thread (after any
+/// fork).
 pub fn build(config: &Config) -> Vec<Box<dyn SpanExporter>> {
     config
         .traces_exporters
@@ -25,10 +74,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn SpanExporter>> {
         .map(|e| -> Box<dyn SpanExporter> {
             match e {
                 TracesExporter::Console => Box::new(console::ConsoleExporter),
-                TracesExporter::Otlp => match config.otlp.protocol {
-                    Protocol::HttpProtobuf => Box::new(otlp_http::HttpExporter::new(&config.otlp)),
-                    Protocol::Grpc => Box::new(otlp_grpc::GrpcExporter::new(&config.otlp)),
-                },
+                TracesExporter::Otlp => Box::new(Otlp::new(&config.otlp)),
             }
         })
         .collect()

@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn encodes_and_decodes_with_the_upstream_types() {
         let parent = SpanContext { trace_id: TraceId::random(), span_id: SpanId::random(), flags: 1, trace_state: Some("a=1".into()), remote: true };
-        let mut rec = SpanRecord::start("GET /x".into(), SpanKind::Server, Scope::fixed("ferrotel.test"), Some(&parent), parent.trace_id, 1);
+        let mut rec = SpanRecord::start("GET /x".into(), SpanKind::Server, Scope::fixed("ferrotel.test"), Some(&parent), parent.trace_id, crate::span::Head::Sampled);
         rec.set("http.response.status_code", 200i64);
         rec.status = Status::Error("boom".into());
         rec.end_ns = rec.start_ns + 5;

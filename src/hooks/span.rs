@@ -7,23 +7,27 @@ use pyo3::prelude::*;
 use pyo3::types::PyTraceback;
 
 use crate::context::SpanContext;
+use crate::metrics::active;
 use crate::pipeline;
 use crate::semconv::{self, ExceptionInfo};
-use crate::span::{now_ns, SpanRecord};
+use crate::span::{now_ns, Head, SpanRecord};
 
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct Span {
     pub context: SpanContext,
     pub baggage: Option<String>,
-    /// The record while the span is open and recording; None once ended (or never sampled).
+    /// The record while the span is open and recording; None once ended (or never recorded).
     record: Mutex<Option<SpanRecord>>,
+    /// The active-requests slot this span holds while open.
+    active: Option<active::Slot>,
 }
 
 impl Span {
-    pub fn new(record: SpanRecord, baggage: Option<String>) -> Self {
+    /// A span handle; `recording` false keeps only the identity (context propagation).
+    pub fn new(record: SpanRecord, baggage: Option<String>, recording: bool, active: Option<active::Slot>) -> Self {
         let context = record.context();
-        let recording = record.is_sampled();
-        Span { context, baggage, record: Mutex::new(recording.then_some(record)) }
+        pipeline::note_started();
+        Span { context, baggage, record: Mutex::new(recording.then_some(record)), active: active.filter(|_| recording) }
     }
 
     /// Work on the open record, if the span is still recording.
@@ -36,6 +40,9 @@ impl Span {
     pub fn end(&self, finish: impl FnOnce(&mut SpanRecord)) {
         let taken = self.record.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(mut rec) = taken {
+            if let Some(slot) = self.active {
+                active::leave(slot);
+            }
             rec.end_ns = now_ns().max(rec.start_ns);
             finish(&mut rec);
             pipeline::submit(rec);
@@ -71,9 +78,11 @@ impl Span {
     fn sampled(&self) -> bool {
         self.context.is_sampled()
     }
+    /// True when the span may be exported (attributes set on it can matter). A span recorded
+    /// only for metrics after its parent or `always_off` dropped it is not "recording".
     #[getter]
     fn is_recording(&self) -> bool {
-        self.with(|_| ()).is_some()
+        self.with(|r| r.head != Head::Dropped).unwrap_or(false)
     }
     #[pyo3(name = "record_exception")]
     fn py_record_exception(&self, exc: &Bound<'_, PyAny>) {

@@ -16,6 +16,7 @@ use super::span::Span;
 use crate::agent::{self, Agent};
 use crate::context::propagation::{self, Header};
 use crate::context::TraceId;
+use crate::metrics::active;
 use crate::sampler::Sampler;
 use crate::semconv::{self as sc};
 use crate::span::{Scope, SpanKind, SpanRecord, Value};
@@ -133,18 +134,74 @@ fn begin<'py>(
     let extracted = propagation::extract(&agent.propagators, |h| found.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
     let parent = extracted.parent.as_ref();
     let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
-    let sampled = agent.sampler.should_sample(parent, trace_id);
-    let mut rec = SpanRecord::start(String::new(), SpanKind::Server, opts.scope.clone(), parent, trace_id, sampled as u8);
-    if sampled {
+    let head = agent.sampler.decide(parent, trace_id);
+    let recording = agent.records(head);
+    let mut rec = SpanRecord::start(String::new(), SpanKind::Server, opts.scope.clone(), parent, trace_id, head);
+    let mut slot = None;
+    if recording {
         request_attributes(environ, &mut rec)?;
+        capture_request_headers(py, agent, environ, &mut rec)?;
+        if agent.metrics {
+            let text = |k| match rec.get(k) {
+                Some(Value::Str(s)) => s.as_str(),
+                _ => "",
+            };
+            slot = Some(active::enter(text(sc::HTTP_REQUEST_METHOD), text(sc::URL_SCHEME)));
+        }
     }
-    let span = Bound::new(py, Span::new(rec, extracted.baggage))?;
+    let span = Bound::new(py, Span::new(rec, extracted.baggage, recording, slot))?;
     let sr = StartResponse {
         inner: start_response.clone().unbind(),
         span: span.clone().unbind(),
-        environ: (opts.flask_route && sampled).then(|| environ.clone().unbind()),
+        environ: (opts.flask_route && recording).then(|| environ.clone().unbind()),
+        capture: recording && !agent.capture_response_headers.is_empty(),
     };
     Ok((span, Bound::new(py, sr)?))
+}
+
+static CAPTURE_KEYS: PyOnceLock<Vec<(String, Py<PyString>)>> = PyOnceLock::new();
+
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`: `http.request.header.<name>`.
+fn capture_request_headers(py: Python<'_>, agent: &Agent, environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
+    if agent.capture_request_headers.is_empty() {
+        return Ok(());
+    }
+    let keys = CAPTURE_KEYS.get_or_init(py, || {
+        agent
+            .capture_request_headers
+            .iter()
+            .map(|name| {
+                let cgi = match name.as_str() {
+                    "content-type" | "content-length" => name.to_ascii_uppercase().replace('-', "_"),
+                    _ => format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
+                };
+                (format!("http.request.header.{name}"), PyString::intern(py, &cgi).unbind())
+            })
+            .collect()
+    });
+    for (attr, key) in keys {
+        if let Some(v) = get_str(environ, key.bind(py))? {
+            rec.set(attr.clone(), Value::StrArray(vec![v]));
+        }
+    }
+    Ok(())
+}
+
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`: `http.response.header.<name>`.
+fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
+    let Some(agent) = agent::get() else { return Ok(()) };
+    for item in headers.try_iter()? {
+        let (name, value): (String, String) = item?.extract()?;
+        let name = name.to_ascii_lowercase();
+        if agent.capture_response_headers.contains(&name) {
+            let key = format!("http.response.header.{name}");
+            match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, Value::StrArray(values))) => values.push(value),
+                _ => rec.set(key, Value::StrArray(vec![value])),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn get_str(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<String>> {
@@ -238,6 +295,8 @@ pub struct StartResponse {
     inner: Py<PyAny>,
     span: Py<Span>,
     environ: Option<Py<PyDict>>,
+    /// Response headers are to be captured.
+    capture: bool,
 }
 
 #[pymethods]
@@ -250,15 +309,21 @@ impl StartResponse {
                 Some(env) => flask_route(env.bind(py))?,
                 None => None,
             };
-            self.span.get().with(|rec| {
-                if let Some(c) = code {
-                    rec.set(sc::HTTP_RESPONSE_STATUS_CODE, c);
-                }
-                if let Some(r) = route {
-                    rec.set(sc::HTTP_ROUTE, r);
-                }
-            });
-            Ok(())
+            self.span
+                .get()
+                .with(|rec| {
+                    if let Some(c) = code {
+                        rec.set(sc::HTTP_RESPONSE_STATUS_CODE, c);
+                    }
+                    if let Some(r) = route {
+                        rec.set(sc::HTTP_ROUTE, r);
+                    }
+                    if self.capture {
+                        capture_response_headers(&headers, rec)?;
+                    }
+                    Ok(())
+                })
+                .unwrap_or(Ok(()))
         });
         let inner = self.inner.bind(py);
         let result = if exc_info.is_empty() { inner.call1((status, headers))? } else { inner.call1((status, headers, exc_info.get_item(0)?))? };

@@ -19,6 +19,7 @@ use once_cell::sync::OnceCell;
 
 use crate::config::Config;
 use crate::fork;
+use crate::metrics::snapshot::SelfStats;
 use crate::resource::Runtime;
 use crate::span::SpanRecord;
 
@@ -26,6 +27,8 @@ use crate::span::SpanRecord;
 pub struct Settings {
     pub config: Config,
     pub runtime: Runtime,
+    /// The process that started the agent (a pre-fork master); its descendants share metrics.
+    pub origin_pid: u32,
 }
 
 static SETTINGS: OnceCell<Arc<Settings>> = OnceCell::new();
@@ -38,13 +41,30 @@ enum Control {
     Shutdown(Sender<()>),
 }
 
-/// Counters for self-observation (issue-level telemetry builds on these).
+/// This process's counters for self-observation.
 #[derive(Default)]
 pub struct Stats {
+    pub started: AtomicU64,
     pub queued: AtomicU64,
     pub dropped_queue_full: AtomicU64,
+    pub filtered: AtomicU64,
+    pub sampled_out: AtomicU64,
     pub exported: AtomicU64,
     pub export_failures: AtomicU64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> SelfStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SelfStats {
+            spans_started: get(&self.started),
+            spans_exported: get(&self.exported),
+            dropped_queue_full: get(&self.dropped_queue_full),
+            dropped_filtered: get(&self.filtered),
+            dropped_sampled_out: get(&self.sampled_out),
+            export_failures: get(&self.export_failures),
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -118,6 +138,18 @@ impl Pipeline {
     }
 }
 
+/// Count a span start (self-telemetry; one relaxed atomic add).
+pub fn note_started() {
+    if let Some(p) = current() {
+        p.stats.started.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The settings, once the agent has started.
+pub fn settings() -> Option<&'static Settings> {
+    SETTINGS.get().map(|s| &**s)
+}
+
 /// Hand a finished span to the export thread. Never blocks; drops (and counts) when full.
 pub fn submit(span: SpanRecord) {
     let Some(p) = current() else { return };
@@ -155,30 +187,44 @@ pub fn flush(timeout: Duration) -> bool {
 /// Flush and stop this process's export thread; later spans are ignored. Waits at most the
 /// OTLP export timeout, so an unreachable collector cannot hold up interpreter exit for longer.
 pub fn shutdown() -> bool {
+    let done = shutdown_pipeline();
+    remove_shared_metrics();
+    done
+}
+
+/// The process that started the agent removes the directory its descendants shared for the
+/// Prometheus endpoint (it exits last in a pre-fork server).
+fn remove_shared_metrics() {
+    let Some(s) = SETTINGS.get() else { return };
+    let m = &s.config.metrics;
+    if s.origin_pid == std::process::id() && m.exporters.contains(&crate::config::MetricsExporter::Prometheus) {
+        let _ = std::fs::remove_dir_all(crate::metrics::prometheus::shared_dir(s.origin_pid, m.prometheus_port));
+    }
+}
+
+fn shutdown_pipeline() -> bool {
     let Some(p) = existing() else { return true };
     let done = request(Control::Shutdown, p.settings.config.otlp.timeout);
     p.stopped.store(true, Ordering::Relaxed);
-    let dropped = p.stats.dropped_queue_full.load(Ordering::Relaxed);
-    if dropped > 0 || !done {
+    let s = p.stats.snapshot();
+    let dropped = s.dropped_queue_full + s.dropped_filtered + s.dropped_sampled_out;
+    if dropped > 0 || s.export_failures > 0 || !done {
         crate::log::warn(&format!(
-            "shutdown: {} spans exported, {} dropped (queue full), {} export failures{}",
-            p.stats.exported.load(Ordering::Relaxed),
+            "at exit: {} spans started, {} exported, {} dropped (queue full {}, filtered {}, sampled out {}), {} failed exports{}",
+            s.spans_started,
+            s.spans_exported,
             dropped,
-            p.stats.export_failures.load(Ordering::Relaxed),
+            s.dropped_queue_full,
+            s.dropped_filtered,
+            s.dropped_sampled_out,
+            s.export_failures,
             if done { "" } else { "; the final flush did not finish in time" }
         ));
     }
     done
 }
 
-/// Counters of this process's pipeline, if it has one: (queued, dropped, exported, failures).
-pub fn stats() -> (u64, u64, u64, u64) {
-    existing().map_or((0, 0, 0, 0), |p| {
-        (
-            p.stats.queued.load(Ordering::Relaxed),
-            p.stats.dropped_queue_full.load(Ordering::Relaxed),
-            p.stats.exported.load(Ordering::Relaxed),
-            p.stats.export_failures.load(Ordering::Relaxed),
-        )
-    })
+/// This process's counters, if it has a pipeline.
+pub fn stats() -> SelfStats {
+    existing().map(|p| p.stats.snapshot()).unwrap_or_default()
 }

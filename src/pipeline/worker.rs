@@ -1,6 +1,7 @@
-//! The export thread: wakes on a short tick (never per span), exports when a batch is full, when
-//! the schedule delay has passed, or on request; builds its exporters and resource itself, so
-//! everything it uses belongs to the process it runs in.
+//! The export thread: wakes on a short tick (never per span), runs every queued span through the
+//! processing chain and the RED aggregator, exports spans when a batch is full, when the schedule
+//! delay has passed or on request, and exports metrics on their own interval. It builds its
+//! exporters and resource itself, so everything it uses belongs to the process it runs in.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -8,23 +9,27 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 
 use super::{Control, Pipeline};
-use crate::export::{self, SpanExporter};
+use crate::config::MetricsExporter;
+use crate::export::{self, Otlp, SpanExporter};
+use crate::metrics::{prometheus, red::Red, snapshot::Snapshot};
+use crate::processors::{Chain, DropReason};
 use crate::resource::Resource;
 use crate::span::SpanRecord;
 
-/// How often the thread looks at the queue between exports.
+/// How often the thread looks at the queue.
 const TICK: Duration = Duration::from_millis(50);
+/// How often a process publishes its metrics for the shared Prometheus endpoint.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// How often a process that does not serve `/metrics` tries to take the port.
+const BIND_RETRY: Duration = Duration::from_secs(3);
 
 pub(super) fn run(p: &'static Pipeline) {
     let cfg = &p.settings.config;
     let resource = Resource::build(cfg, &p.settings.runtime);
-    let mut exporters = export::build(cfg);
-    let mut failing = vec![false; exporters.len()];
-    let batch_size = cfg.batch.max_export_batch_size;
-    let delay = cfg.batch.schedule_delay;
-    let tick = TICK.min(delay.max(Duration::from_millis(1)));
-    let mut batch: Vec<SpanRecord> = Vec::with_capacity(batch_size);
-    let mut last_export = Instant::now();
+    let chain = Chain::new(&cfg.processing);
+    let mut spans = Spans::new(p);
+    let mut metrics = Metrics::new(p);
+    let tick = TICK.min(cfg.batch.schedule_delay.max(Duration::from_millis(1)));
     loop {
         let (ack, stop) = match p.control_rx.recv_timeout(tick) {
             Ok(Control::Flush(ack)) => (Some(ack), false),
@@ -32,18 +37,20 @@ pub(super) fn run(p: &'static Pipeline) {
             Err(RecvTimeoutError::Timeout) => (None, false),
             Err(RecvTimeoutError::Disconnected) => (None, true),
         };
-        let due = ack.is_some() || p.queue.len() >= batch_size || last_export.elapsed() >= delay;
-        if due {
-            while let Some(span) = p.queue.pop() {
-                batch.push(span);
-                if batch.len() == batch_size {
-                    send(p, &mut exporters, &mut failing, &mut batch, &resource);
-                }
+        while let Some(mut span) = p.queue.pop() {
+            chain.enrich(&mut span);
+            if let Some(m) = metrics.as_mut() {
+                m.red.observe(&span);
             }
-            if !batch.is_empty() {
-                send(p, &mut exporters, &mut failing, &mut batch, &resource);
+            match chain.decide(&mut span) {
+                Ok(()) => spans.add(span, &resource),
+                Err(DropReason::Filtered) => drop(p.stats.filtered.fetch_add(1, Ordering::Relaxed)),
+                Err(DropReason::SampledOut) => drop(p.stats.sampled_out.fetch_add(1, Ordering::Relaxed)),
             }
-            last_export = Instant::now();
+        }
+        spans.maybe_send(&resource, ack.is_some());
+        if let Some(m) = metrics.as_mut() {
+            m.tick(&resource, ack.is_some());
         }
         if let Some(ack) = ack {
             let _ = ack.send(());
@@ -54,29 +61,147 @@ pub(super) fn run(p: &'static Pipeline) {
     }
 }
 
-fn send(p: &Pipeline, exporters: &mut [Box<dyn SpanExporter>], failing: &mut [bool], batch: &mut Vec<SpanRecord>, resource: &Resource) {
-    let mut ok = true;
-    for (exporter, failing) in exporters.iter_mut().zip(failing.iter_mut()) {
-        match exporter.export(batch, resource) {
-            Ok(()) => {
-                if *failing {
-                    crate::log::warn(&format!("export to {} works again", exporter.target()));
-                }
-                *failing = false;
+/// The span side: batching and the span exporters.
+struct Spans {
+    p: &'static Pipeline,
+    exporters: Vec<Box<dyn SpanExporter>>,
+    failing: Vec<bool>,
+    batch: Vec<SpanRecord>,
+    last_send: Instant,
+}
+
+impl Spans {
+    fn new(p: &'static Pipeline) -> Self {
+        let exporters = export::build(&p.settings.config);
+        let failing = vec![false; exporters.len()];
+        let batch = Vec::with_capacity(p.settings.config.batch.max_export_batch_size);
+        Spans { p, exporters, failing, batch, last_send: Instant::now() }
+    }
+
+    fn add(&mut self, span: SpanRecord, resource: &Resource) {
+        self.batch.push(span);
+        if self.batch.len() >= self.p.settings.config.batch.max_export_batch_size {
+            self.send(resource);
+        }
+    }
+
+    fn maybe_send(&mut self, resource: &Resource, now: bool) {
+        if now || self.last_send.elapsed() >= self.p.settings.config.batch.schedule_delay {
+            if !self.batch.is_empty() {
+                self.send(resource);
             }
-            Err(e) => {
-                ok = false;
-                if !*failing {
-                    crate::log::warn(&format!("export to {} failed: {e}; spans are dropped until it recovers", exporter.target()));
+            self.last_send = Instant::now();
+        }
+    }
+
+    fn send(&mut self, resource: &Resource) {
+        let mut ok = true;
+        for (exporter, failing) in self.exporters.iter_mut().zip(self.failing.iter_mut()) {
+            ok &= report(exporter.export(&self.batch, resource), failing, &exporter.target());
+        }
+        let stats = &self.p.stats;
+        if ok {
+            stats.exported.fetch_add(self.batch.len() as u64, Ordering::Relaxed);
+        } else {
+            stats.export_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.batch.clear();
+    }
+}
+
+/// Log the first failure of a streak and the recovery; true on success.
+fn report(result: Result<(), String>, failing: &mut bool, target: &str) -> bool {
+    match result {
+        Ok(()) => {
+            if *failing {
+                crate::log::warn(&format!("export to {target} works again"));
+            }
+            *failing = false;
+            true
+        }
+        Err(e) => {
+            if !*failing {
+                crate::log::warn(&format!("export to {target} failed: {e}; dropping data until it recovers"));
+            }
+            *failing = true;
+            false
+        }
+    }
+}
+
+/// The metrics side: aggregation, OTLP metric export, the shared Prometheus endpoint.
+struct Metrics {
+    p: &'static Pipeline,
+    red: Red,
+    otlp: Option<(Otlp, bool)>,
+    last_otlp: Instant,
+    prometheus: Option<Prometheus>,
+}
+
+struct Prometheus {
+    dir: std::path::PathBuf,
+    serving: bool,
+    last_publish: Instant,
+    last_bind: Option<Instant>,
+}
+
+impl Metrics {
+    fn new(p: &'static Pipeline) -> Option<Self> {
+        let m = &p.settings.config.metrics;
+        if m.exporters.is_empty() {
+            return None;
+        }
+        let otlp = m.exporters.contains(&MetricsExporter::Otlp).then(|| (Otlp::new(&m.otlp), false));
+        let prometheus = m.exporters.contains(&MetricsExporter::Prometheus).then(|| Prometheus {
+            dir: prometheus::shared_dir(p.settings.origin_pid, m.prometheus_port),
+            serving: false,
+            last_publish: Instant::now() - PUBLISH_EVERY,
+            last_bind: None,
+        });
+        Some(Metrics { p, red: Red::new(), otlp, last_otlp: Instant::now(), prometheus })
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut s = self.red.snapshot();
+        s.stats = self.p.stats.snapshot();
+        s
+    }
+
+    fn tick(&mut self, resource: &Resource, now: bool) {
+        let cfg = &self.p.settings.config.metrics;
+        if let Some((otlp, failing)) = self.otlp.as_mut() {
+            if now || self.last_otlp.elapsed() >= cfg.interval {
+                let snap = {
+                    let mut s = self.red.snapshot();
+                    s.stats = self.p.stats.snapshot();
+                    s
+                };
+                report(otlp.export_metrics(&snap, resource), failing, &otlp.target());
+                self.last_otlp = Instant::now();
+            }
+        }
+        let snap_needed = self.prometheus.as_ref().is_some_and(|pr| now || pr.last_publish.elapsed() >= PUBLISH_EVERY);
+        if snap_needed {
+            let snap = self.snapshot();
+            let pr = self.prometheus.as_mut().unwrap();
+            if let Err(e) = prometheus::publish(&pr.dir, &snap) {
+                crate::log::warn_once("prometheus-publish", &format!("cannot write metrics to {} ({e})", pr.dir.display()));
+            }
+            pr.last_publish = Instant::now();
+            if !pr.serving && pr.last_bind.is_none_or(|t| t.elapsed() >= BIND_RETRY) {
+                pr.last_bind = Some(Instant::now());
+                match prometheus::bind(&cfg.prometheus_host, cfg.prometheus_port) {
+                    Ok(Some(listener)) => {
+                        let dir = pr.dir.clone();
+                        pr.serving = std::thread::Builder::new().name("ferrotel-prometheus".into()).spawn(move || prometheus::serve(listener, dir)).is_ok();
+                    }
+                    Ok(None) => {} // another process of this server serves it
+                    Err(e) => crate::log::warn_once(
+                        "prometheus-bind",
+                        &format!("cannot listen on {}:{} for /metrics ({e})", cfg.prometheus_host, cfg.prometheus_port),
+                    ),
                 }
-                *failing = true;
             }
         }
     }
-    if ok {
-        p.stats.exported.fetch_add(batch.len() as u64, Ordering::Relaxed);
-    } else {
-        p.stats.export_failures.fetch_add(1, Ordering::Relaxed);
-    }
-    batch.clear();
 }

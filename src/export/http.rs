@@ -1,33 +1,26 @@
-//! OTLP/HTTP with protobuf bodies, over `ureq`: a blocking client that owns no thread and no
-//! runtime, so it needs nothing to survive a fork (a fresh one is built in each process).
+//! OTLP/HTTP transport over `ureq`: a blocking client that owns no thread and no runtime, so it
+//! needs nothing to survive a fork (a fresh one is built in each process's export thread).
 
 use std::io::Write;
 
-use prost::Message;
-
-use super::{otlp, SpanExporter};
 use crate::config::{Compression, OtlpConfig};
-use crate::resource::Resource;
-use crate::span::SpanRecord;
 
-pub struct HttpExporter {
+pub struct HttpTransport {
     agent: ureq::Agent,
-    endpoint: String,
+    url: String,
     headers: Vec<(String, String)>,
     compression: Compression,
 }
 
-impl HttpExporter {
+impl HttpTransport {
     pub fn new(c: &OtlpConfig) -> Self {
         let agent = ureq::AgentBuilder::new().timeout(c.timeout).user_agent(concat!("ferrotel/", env!("CARGO_PKG_VERSION"))).build();
-        HttpExporter { agent, endpoint: c.endpoint.clone(), headers: c.headers.clone(), compression: c.compression }
+        HttpTransport { agent, url: c.endpoint.clone(), headers: c.headers.clone(), compression: c.compression }
     }
-}
 
-impl SpanExporter for HttpExporter {
-    fn export(&mut self, batch: &[SpanRecord], resource: &Resource) -> Result<(), String> {
-        let mut body = otlp::encode_request(batch, resource).encode_to_vec();
-        let mut req = self.agent.post(&self.endpoint).set("Content-Type", "application/x-protobuf");
+    /// POST one protobuf-encoded export request.
+    pub fn post(&self, mut body: Vec<u8>) -> Result<(), String> {
+        let mut req = self.agent.post(&self.url).set("Content-Type", "application/x-protobuf");
         for (k, v) in &self.headers {
             req = req.set(k, v);
         }
@@ -44,7 +37,7 @@ impl SpanExporter for HttpExporter {
         }
     }
 
-    fn target(&self) -> String {
-        format!("OTLP/HTTP {}", self.endpoint)
+    pub fn target(&self) -> String {
+        format!("OTLP/HTTP {}", self.url)
     }
 }

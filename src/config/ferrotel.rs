@@ -1,0 +1,54 @@
+//! ferrotel's own settings (`FERROTEL_*`): what the specification has no word for — the span
+//! processing chain — plus the spec's HTTP header-capture lists that feed it.
+
+use super::reader::{parse_millis, Reader};
+use super::ProcessingConfig;
+
+const DEFAULT_FILTER_ROUTES: &[&str] = &["/healthz", "/readyz", "/livez", "/metrics"];
+/// Query keys masked by default: credentials people put in URLs, plus the keys the semantic
+/// conventions name for `url.query` redaction.
+const DEFAULT_REDACT_QUERY_KEYS: &[&str] = &[
+    "token", "access_token", "refresh_token", "id_token", "password", "passwd", "secret", "client_secret", "api_key",
+    "apikey", "key", "sig", "signature", "awsaccesskeyid", "x-goog-signature", "x-amz-signature", "x-amz-credential",
+    "x-amz-security-token", "auth", "session", "sessionid",
+];
+const DEFAULT_REDACT_HEADERS: &[&str] =
+    &["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token", "x-csrf-token"];
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+pub fn processing(r: &mut Reader<'_>) -> ProcessingConfig {
+    let span_attributes = r.pairs("FERROTEL_SPAN_ATTRIBUTES");
+    let slow_threshold = r.millis(&["FERROTEL_SLOW_THRESHOLD_MS"], 100);
+    let mut slow_routes = Vec::new();
+    for (route, ms) in r.pairs("FERROTEL_SLOW_ROUTES") {
+        match parse_millis(&ms) {
+            Some(d) => slow_routes.push((route, d)),
+            None => r.warn("FERROTEL_SLOW_ROUTES", &format!("{route}={ms}"), "the global threshold for that route"),
+        }
+    }
+    let filter_routes = r.list("FERROTEL_FILTER_ROUTES").unwrap_or_else(|| strings(DEFAULT_FILTER_ROUTES));
+    let filter_methods = r.list("FERROTEL_FILTER_METHODS").unwrap_or_default().into_iter().map(|m| m.to_ascii_uppercase()).collect();
+    let filter_attributes = r.pairs("FERROTEL_FILTER_ATTRIBUTES");
+    let lower = |v: Vec<String>| v.into_iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>();
+    let redact_query_keys = lower(r.list("FERROTEL_REDACT_QUERY_KEYS").unwrap_or_else(|| strings(DEFAULT_REDACT_QUERY_KEYS)));
+    let redact_headers = lower(r.list("FERROTEL_REDACT_HEADERS").unwrap_or_else(|| strings(DEFAULT_REDACT_HEADERS)));
+    let capture_request_headers = lower(r.list("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST").unwrap_or_default());
+    let capture_response_headers = lower(r.list("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE").unwrap_or_default());
+    let keep_errors_and_slow = r.bool("FERROTEL_KEEP_ERRORS_AND_SLOW", true);
+    ProcessingConfig {
+        span_attributes,
+        slow_threshold,
+        slow_routes,
+        filter_routes,
+        filter_methods,
+        filter_attributes,
+        redact_query_keys,
+        redact_headers,
+        capture_request_headers,
+        capture_response_headers,
+        keep_errors_and_slow,
+    }
+}

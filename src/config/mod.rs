@@ -1,0 +1,175 @@
+//! Configuration: every `OTEL_*` / `FERROTEL_*` setting the agent honours, read once into one
+//! typed struct. Nothing else in the crate reads the environment. Sources, strongest first: the
+//! environment, the TOML file named by `FERROTEL_CONFIG`, the specification's defaults. A bad
+//! value never fails: it produces one warning line (collected in `Config::warnings`, printed once
+//! by the caller) and the default.
+
+mod ferrotel;
+mod file;
+mod otel;
+mod reader;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use crate::context::propagation::Propagator;
+pub use reader::percent_decode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    HttpProtobuf,
+    Grpc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TracesExporter {
+    Otlp,
+    Console,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsExporter {
+    Otlp,
+    Prometheus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SamplerConfig {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+/// One OTLP signal's exporter settings (traces and metrics each have their own).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtlpConfig {
+    pub protocol: Protocol,
+    /// For HTTP the full URL of the signal's resource; for gRPC the server's URL.
+    pub endpoint: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub compression: Compression,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchConfig {
+    pub schedule_delay: Duration,
+    pub export_timeout: Duration,
+    pub max_queue_size: usize,
+    pub max_export_batch_size: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsConfig {
+    /// Empty: no metrics are exported (and none are computed).
+    pub exporters: Vec<MetricsExporter>,
+    pub interval: Duration,
+    pub otlp: OtlpConfig,
+    pub prometheus_host: String,
+    pub prometheus_port: u16,
+}
+
+/// The span processing chain's settings (`FERROTEL_*`, plus the spec's header capture lists).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessingConfig {
+    /// Added to every span.
+    pub span_attributes: Vec<(String, String)>,
+    pub slow_threshold: Duration,
+    /// Per-route thresholds: (route or path glob, threshold), first match wins.
+    pub slow_routes: Vec<(String, Duration)>,
+    /// Spans whose route (or path, when unrouted) matches one of these globs are not exported.
+    pub filter_routes: Vec<String>,
+    pub filter_methods: Vec<String>,
+    /// Spans with attribute `k` equal to `v` are not exported.
+    pub filter_attributes: Vec<(String, String)>,
+    /// Query-string keys whose values are masked (case-insensitive).
+    pub redact_query_keys: Vec<String>,
+    /// Captured headers whose values are masked (case-insensitive).
+    pub redact_headers: Vec<String>,
+    /// Header names (lower case) captured as `http.request.header.<name>` / `http.response.header.<name>`.
+    pub capture_request_headers: Vec<String>,
+    pub capture_response_headers: Vec<String>,
+    /// With a ratio sampler, still export local roots that end in error or are slow.
+    pub keep_errors_and_slow: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub sdk_disabled: bool,
+    pub service_name: Option<String>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, decoded, in order.
+    pub resource_attributes: Vec<(String, String)>,
+    /// Empty: no traces are exported (`none`).
+    pub traces_exporters: Vec<TracesExporter>,
+    pub sampler: SamplerConfig,
+    pub propagators: Vec<Propagator>,
+    pub otlp: OtlpConfig,
+    pub batch: BatchConfig,
+    pub metrics: MetricsConfig,
+    pub processing: ProcessingConfig,
+    /// One line per bad value, naming the variable and the default used.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The process environment, over the `FERROTEL_CONFIG` file if one is named.
+    pub fn from_env() -> Self {
+        let env = |k: &str| std::env::var(k).ok();
+        match env("FERROTEL_CONFIG").filter(|p| !p.trim().is_empty()) {
+            None => Self::from_lookup(env),
+            Some(path) => {
+                let (file, file_warnings) = file::load(path.trim());
+                let mut c = Self::from_lookup(|k| env(k).filter(|v| !v.trim().is_empty()).or_else(|| file.get(k).cloned()));
+                c.warnings.splice(0..0, file_warnings);
+                c
+            }
+        }
+    }
+
+    /// Build from any variable source (tests pass a map). Empty values count as unset, as the
+    /// specification says.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut r = reader::Reader { lookup: &lookup, warnings: Vec::new() };
+        let sdk_disabled = r.bool("OTEL_SDK_DISABLED", false);
+        let service_name = r.get("OTEL_SERVICE_NAME");
+        let resource_attributes = otel::resource_attributes(&mut r);
+        let traces_exporters = otel::traces_exporters(&mut r);
+        r.accept_quietly("OTEL_LOGS_EXPORTER", &["otlp", "console", "none"]);
+        let sampler = otel::sampler(&mut r);
+        let propagators = otel::propagators(&mut r);
+        let otlp = otel::otlp(&mut r, otel::Signal::Traces);
+        let batch = otel::batch(&mut r);
+        let metrics = otel::metrics(&mut r);
+        let processing = ferrotel::processing(&mut r);
+        // Generic variables feed several signals: say each problem once.
+        let mut warnings: Vec<String> = Vec::new();
+        for w in r.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        Config {
+            sdk_disabled,
+            service_name,
+            resource_attributes,
+            traces_exporters,
+            sampler,
+            propagators,
+            otlp,
+            batch,
+            metrics,
+            processing,
+            warnings,
+        }
+    }
+}

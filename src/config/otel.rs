@@ -1,0 +1,251 @@
+//! The specification's variables (`OTEL_*`): exporters, sampler, propagators, OTLP, batching,
+//! metrics, resource.
+
+use super::reader::{percent_decode, Reader};
+use super::*;
+
+pub fn resource_attributes(r: &mut Reader<'_>) -> Vec<(String, String)> {
+    let key = "OTEL_RESOURCE_ATTRIBUTES";
+    let Some(raw) = r.get(key) else { return Vec::new() };
+    let mut out = Vec::new();
+    for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let decoded = pair
+            .split_once('=')
+            .and_then(|(k, v)| Some((percent_decode(k.trim())?, percent_decode(v.trim())?)))
+            .filter(|(k, _)| !k.is_empty());
+        match decoded {
+            Some(kv) => out.push(kv),
+            None => {
+                // The specification: a decoding error discards the whole value.
+                r.warn(key, &raw, "no resource attributes from it");
+                return Vec::new();
+            }
+        }
+    }
+    out
+}
+
+pub fn traces_exporters(r: &mut Reader<'_>) -> Vec<TracesExporter> {
+    let key = "OTEL_TRACES_EXPORTER";
+    let Some(raw) = r.get(key) else { return vec![TracesExporter::Otlp] };
+    let mut out = Vec::new();
+    for item in raw.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()) {
+        match item.as_str() {
+            "otlp" => out.push(TracesExporter::Otlp),
+            "console" => out.push(TracesExporter::Console),
+            "none" => return Vec::new(),
+            other => r.warn(key, other, "otlp in its place"),
+        }
+    }
+    if out.is_empty() {
+        out.push(TracesExporter::Otlp);
+    }
+    out.dedup();
+    out
+}
+
+pub fn sampler(r: &mut Reader<'_>) -> SamplerConfig {
+    let default = SamplerConfig::ParentBasedAlwaysOn;
+    let name = r.get("OTEL_TRACES_SAMPLER").map(|s| s.to_ascii_lowercase());
+    let ratio = |r: &mut Reader<'_>| {
+        let key = "OTEL_TRACES_SAMPLER_ARG";
+        match r.get(key) {
+            None => 1.0,
+            Some(v) => match v.parse::<f64>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => x,
+                _ => {
+                    r.warn(key, &v, "1.0");
+                    1.0
+                }
+            },
+        }
+    };
+    match name.as_deref() {
+        None | Some("parentbased_always_on") => default,
+        Some("always_on") => SamplerConfig::AlwaysOn,
+        Some("always_off") => SamplerConfig::AlwaysOff,
+        Some("parentbased_always_off") => SamplerConfig::ParentBasedAlwaysOff,
+        Some("traceidratio") => SamplerConfig::TraceIdRatio(ratio(r)),
+        Some("parentbased_traceidratio") => SamplerConfig::ParentBasedTraceIdRatio(ratio(r)),
+        Some(other) => {
+            r.warn("OTEL_TRACES_SAMPLER", other, "parentbased_always_on");
+            default
+        }
+    }
+}
+
+pub fn propagators(r: &mut Reader<'_>) -> Vec<Propagator> {
+    let key = "OTEL_PROPAGATORS";
+    let Some(raw) = r.get(key) else { return vec![Propagator::TraceContext, Propagator::Baggage] };
+    let mut out = Vec::new();
+    for item in raw.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()) {
+        let p = match item.as_str() {
+            "tracecontext" => Propagator::TraceContext,
+            "baggage" => Propagator::Baggage,
+            "b3" => Propagator::B3,
+            "b3multi" => Propagator::B3Multi,
+            "none" => return Vec::new(),
+            other => {
+                r.warn(key, other, "nothing in its place (not supported)");
+                continue;
+            }
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// An OTLP signal: its variable infix and its HTTP path.
+#[derive(Clone, Copy)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    fn var(self, suffix: &str) -> String {
+        match self {
+            Signal::Traces => format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}"),
+            Signal::Metrics => format!("OTEL_EXPORTER_OTLP_METRICS_{suffix}"),
+        }
+    }
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+}
+
+pub fn otlp(r: &mut Reader<'_>, signal: Signal) -> OtlpConfig {
+    let protocol = match r.first(&[&signal.var("PROTOCOL"), "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
+        None => Protocol::HttpProtobuf,
+        Some((_, v)) if v == "http/protobuf" => Protocol::HttpProtobuf,
+        Some((_, v)) if v == "grpc" => Protocol::Grpc,
+        Some((k, v)) => {
+            r.warn(&k, &v, "http/protobuf");
+            Protocol::HttpProtobuf
+        }
+    };
+    let endpoint = endpoint(r, signal, protocol);
+    let headers = headers(r, signal);
+    let timeout = r.millis(&[&signal.var("TIMEOUT"), "OTEL_EXPORTER_OTLP_TIMEOUT"], 10_000);
+    let compression = match r.first(&[&signal.var("COMPRESSION"), "OTEL_EXPORTER_OTLP_COMPRESSION"]) {
+        None => Compression::None,
+        Some((_, v)) if v.eq_ignore_ascii_case("gzip") => Compression::Gzip,
+        Some((_, v)) if v.eq_ignore_ascii_case("none") => Compression::None,
+        Some((k, v)) => {
+            r.warn(&k, &v, "none");
+            Compression::None
+        }
+    };
+    OtlpConfig { protocol, endpoint, headers, timeout, compression }
+}
+
+/// The specification's endpoint rules: the signal-specific variable is used as is; the
+/// generic one gets the signal's path (`/v1/traces`) appended for HTTP; gRPC takes it as is.
+fn endpoint(r: &mut Reader<'_>, signal: Signal, protocol: Protocol) -> String {
+    let default_base = match protocol {
+        Protocol::HttpProtobuf => "http://localhost:4318",
+        Protocol::Grpc => "http://localhost:4317",
+    };
+    let with_path = |base: &str| match protocol {
+        Protocol::HttpProtobuf => format!("{}{}", base.trim_end_matches('/'), signal.path()),
+        Protocol::Grpc => base.to_string(),
+    };
+    let specific = signal.var("ENDPOINT");
+    if let Some(v) = r.get(&specific) {
+        if valid_url(&v) {
+            return v;
+        }
+        r.warn(&specific, &v, "the generic endpoint");
+    }
+    if let Some(v) = r.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        if valid_url(&v) {
+            return with_path(&v);
+        }
+        r.warn("OTEL_EXPORTER_OTLP_ENDPOINT", &v, default_base);
+    }
+    with_path(default_base)
+}
+
+fn headers(r: &mut Reader<'_>, signal: Signal) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    // Generic first, then signal-specific entries override by key.
+    for key in ["OTEL_EXPORTER_OTLP_HEADERS".to_string(), signal.var("HEADERS")] {
+        let Some(raw) = r.get(&key) else { continue };
+        for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let parsed = pair
+                .split_once('=')
+                .and_then(|(k, v)| Some((k.trim().to_ascii_lowercase(), percent_decode(v.trim())?)))
+                .filter(|(k, v)| !k.is_empty() && valid_header(k, v));
+            match parsed {
+                Some((k, v)) => {
+                    out.retain(|(ek, _)| *ek != k);
+                    out.push((k, v));
+                }
+                None => r.warn(&key, pair, "the other headers without it"),
+            }
+        }
+    }
+    out
+}
+
+pub fn batch(r: &mut Reader<'_>) -> BatchConfig {
+    let schedule_delay = r.millis(&["OTEL_BSP_SCHEDULE_DELAY"], 5000);
+    let export_timeout = r.millis(&["OTEL_BSP_EXPORT_TIMEOUT"], 30_000);
+    let max_queue_size = r.positive("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
+    let mut max_export_batch_size = r.positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512);
+    if max_export_batch_size > max_queue_size {
+        r.warn(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            &max_export_batch_size.to_string(),
+            format!("{max_queue_size} (it must not exceed OTEL_BSP_MAX_QUEUE_SIZE)"),
+        );
+        max_export_batch_size = max_queue_size;
+    }
+    BatchConfig { schedule_delay, export_timeout, max_queue_size, max_export_batch_size }
+}
+
+
+pub fn metrics(r: &mut Reader<'_>) -> MetricsConfig {
+    let key = "OTEL_METRICS_EXPORTER";
+    let mut exporters = Vec::new();
+    match r.get(key) {
+        None => exporters.push(MetricsExporter::Otlp),
+        Some(raw) => {
+            for item in raw.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()) {
+                match item.as_str() {
+                    "otlp" => exporters.push(MetricsExporter::Otlp),
+                    "prometheus" => exporters.push(MetricsExporter::Prometheus),
+                    "none" => {
+                        exporters.clear();
+                        break;
+                    }
+                    "console" => {} // accepted; nothing to print metrics to yet
+                    other => r.warn(key, other, "nothing in its place"),
+                }
+            }
+        }
+    }
+    exporters.dedup();
+    let interval = r.millis(&["OTEL_METRIC_EXPORT_INTERVAL"], 60_000);
+    let interval = if interval.is_zero() { std::time::Duration::from_millis(60_000) } else { interval };
+    let otlp = otlp(r, Signal::Metrics);
+    let prometheus_host = r.get("OTEL_EXPORTER_PROMETHEUS_HOST").unwrap_or_else(|| "localhost".into());
+    let prometheus_port = r.port("OTEL_EXPORTER_PROMETHEUS_PORT", 9464);
+    MetricsConfig { exporters, interval, otlp, prometheus_host, prometheus_port }
+}
+
+fn valid_url(v: &str) -> bool {
+    let rest = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+}
+
+fn valid_header(k: &str, v: &str) -> bool {
+    k.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+        && !v.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0)
+}
+

@@ -1,0 +1,105 @@
+//! OTLP encoding of a metrics snapshot (cumulative temporality), with the semantic-convention
+//! names and units.
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
+
+use super::otlp::key_values;
+use crate::metrics::snapshot::{Labels, Snapshot};
+use crate::metrics::DURATION_BOUNDS;
+use crate::resource::Resource;
+
+const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
+
+fn attrs(labels: &Labels) -> Vec<KeyValue> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            // Status codes are integers in the semantic conventions.
+            let value = match (k.as_str(), v.parse::<i64>()) {
+                ("http.response.status_code", Ok(i)) => any_value::Value::IntValue(i),
+                _ => any_value::Value::StringValue(v.clone()),
+            };
+            KeyValue { key: k.clone(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+        })
+        .collect()
+}
+
+fn point(s: &Snapshot, attributes: Vec<KeyValue>, value: i64) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes,
+        start_time_unix_nano: s.start_ns,
+        time_unix_nano: s.time_ns,
+        value: Some(number_data_point::Value::AsInt(value)),
+        ..Default::default()
+    }
+}
+
+fn sum(name: &str, description: &str, unit: &str, monotonic: bool, data_points: Vec<NumberDataPoint>) -> Metric {
+    Metric {
+        name: name.into(),
+        description: description.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Sum(Sum { data_points, aggregation_temporality: CUMULATIVE, is_monotonic: monotonic })),
+        ..Default::default()
+    }
+}
+
+pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest {
+    let mut metrics = Vec::new();
+    metrics.push(Metric {
+        name: "http.server.request.duration".into(),
+        description: "Duration of HTTP server requests.".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: s
+                .durations
+                .iter()
+                .map(|h| HistogramDataPoint {
+                    attributes: attrs(&h.labels),
+                    start_time_unix_nano: s.start_ns,
+                    time_unix_nano: s.time_ns,
+                    count: h.count,
+                    sum: Some(h.sum),
+                    bucket_counts: h.counts.clone(),
+                    explicit_bounds: DURATION_BOUNDS.to_vec(),
+                    ..Default::default()
+                })
+                .collect(),
+            aggregation_temporality: CUMULATIVE,
+        })),
+        ..Default::default()
+    });
+    let active = s.active.iter().map(|g| point(s, attrs(&g.labels), g.value)).collect();
+    metrics.push(sum("http.server.active_requests", "Number of active HTTP server requests.", "{request}", false, active));
+    let slow = s.slow.iter().map(|c| point(s, attrs(&c.labels), c.value as i64)).collect();
+    metrics.push(sum("ferrotel.http.server.slow_requests", "HTTP server requests slower than their threshold.", "{request}", true, slow));
+    let errors = s.errors.iter().map(|c| point(s, attrs(&c.labels), c.value as i64)).collect();
+    metrics.push(sum("ferrotel.http.server.error_requests", "HTTP server requests that ended in error.", "{request}", true, errors));
+    let st = &s.stats;
+    let one = |v: u64| vec![point(s, Vec::new(), v as i64)];
+    metrics.push(sum("ferrotel.spans.started", "Spans started by the agent.", "{span}", true, one(st.spans_started)));
+    metrics.push(sum("ferrotel.spans.exported", "Spans exported successfully.", "{span}", true, one(st.spans_exported)));
+    metrics.push(sum("ferrotel.export.failures", "Failed export requests.", "{request}", true, one(st.export_failures)));
+    let dropped = [("queue_full", st.dropped_queue_full), ("filtered", st.dropped_filtered), ("sampled_out", st.dropped_sampled_out)]
+        .iter()
+        .map(|(reason, v)| point(s, attrs(&vec![("reason".to_string(), reason.to_string())]), *v as i64))
+        .collect();
+    metrics.push(sum("ferrotel.spans.dropped", "Spans not exported, by reason.", "{span}", true, dropped));
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(PbResource { attributes: key_values(&resource.attributes), ..Default::default() }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope { name: "ferrotel".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}

@@ -1,0 +1,200 @@
+//! The Prometheus scrape endpoint (`OTEL_METRICS_EXPORTER=prometheus`).
+//!
+//! Pre-fork servers: every worker aggregates its own requests, but only one process can listen on
+//! the port. So each process writes its cumulative snapshot to a directory shared by every
+//! process descended from the one that started the agent (`$TMPDIR/ferrotel-metrics-<uid>-<pid
+//! that started the agent>-<port>`), every half second and at exit. Whichever worker binds the
+//! port first serves `/metrics`, merging all snapshots at scrape time; the others retry binding
+//! every few seconds, so a new worker takes over when the serving one exits. Counters and
+//! histograms of exited workers stay in the sum (they are cumulative); their gauges are dropped.
+//! The text format is written here rather than through a registry crate: the series come from
+//! merged snapshots of several processes, not from one process's live instruments.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::snapshot::{Labels, Snapshot};
+use super::DURATION_BOUNDS;
+
+/// The directory the processes of one agent start-up share.
+pub fn shared_dir(origin_pid: u32, port: u16) -> PathBuf {
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("ferrotel-metrics-{uid}-{origin_pid}-{port}"))
+}
+
+/// Write this process's snapshot (atomically: temp file + rename).
+pub fn publish(dir: &Path, snap: &Snapshot) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let pid = std::process::id();
+    let tmp = dir.join(format!(".{pid}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(snap).map_err(std::io::Error::other)?)?;
+    std::fs::rename(tmp, dir.join(format!("{pid}.json")))
+}
+
+fn alive(pid: u32) -> bool {
+    unsafe { libc::kill(pid as i32, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+}
+
+/// Every process's snapshot in `dir`, merged.
+pub fn collect(dir: &Path) -> Snapshot {
+    let mut total = Snapshot::default();
+    let Ok(entries) = std::fs::read_dir(dir) else { return total };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_suffix(".json")).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Ok(bytes) = std::fs::read(entry.path()) else { continue };
+        if let Ok(snap) = serde_json::from_slice::<Snapshot>(&bytes) {
+            total.merge(&snap, alive(pid));
+        }
+    }
+    total
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {
+    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{}=\"{}\"", k.replace('.', "_"), escape(v))).collect();
+    if let Some((k, v)) = extra {
+        parts.push(format!("{k}=\"{v}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn number(v: f64) -> String {
+    if v.is_infinite() {
+        "+Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(4096);
+    let name = "http_server_request_duration_seconds";
+    let _ = writeln!(out, "# HELP {name} Duration of HTTP server requests.\n# TYPE {name} histogram");
+    for h in &s.durations {
+        let mut cumulative = 0;
+        for (i, bound) in DURATION_BOUNDS.iter().chain(std::iter::once(&f64::INFINITY)).enumerate() {
+            cumulative += h.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{} {cumulative}", label_text(&h.labels, Some(("le", &number(*bound)))));
+        }
+        let _ = writeln!(out, "{name}_sum{} {}", label_text(&h.labels, None), number(h.sum));
+        let _ = writeln!(out, "{name}_count{} {}", label_text(&h.labels, None), h.count);
+    }
+    let name = "http_server_active_requests";
+    let _ = writeln!(out, "# HELP {name} Number of active HTTP server requests.\n# TYPE {name} gauge");
+    for g in &s.active {
+        let _ = writeln!(out, "{name}{} {}", label_text(&g.labels, None), g.value);
+    }
+    for (name, help, series) in [
+        ("ferrotel_http_server_slow_requests_total", "HTTP server requests slower than their threshold.", &s.slow),
+        ("ferrotel_http_server_error_requests_total", "HTTP server requests that ended in error.", &s.errors),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for c in series {
+            let _ = writeln!(out, "{name}{} {}", label_text(&c.labels, None), c.value);
+        }
+    }
+    let st = &s.stats;
+    for (name, help, value) in [
+        ("ferrotel_spans_started_total", "Spans started by the agent.", st.spans_started),
+        ("ferrotel_spans_exported_total", "Spans exported successfully.", st.spans_exported),
+        ("ferrotel_export_failures_total", "Failed export requests.", st.export_failures),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
+    let name = "ferrotel_spans_dropped_total";
+    let _ = writeln!(out, "# HELP {name} Spans not exported, by reason.\n# TYPE {name} counter");
+    for (reason, v) in [("queue_full", st.dropped_queue_full), ("filtered", st.dropped_filtered), ("sampled_out", st.dropped_sampled_out)] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
+    }
+    out
+}
+
+/// Try to take the port; `Ok(None)` when another process holds it.
+pub fn bind(host: &str, port: u16) -> std::io::Result<Option<TcpListener>> {
+    match TcpListener::bind((host, port)) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Serve `/metrics` (and nothing else) from merged snapshots, one connection at a time.
+pub fn serve(listener: TcpListener, dir: PathBuf) {
+    for stream in listener.incoming().flatten() {
+        let _ = respond(stream, &dir);
+    }
+}
+
+fn respond(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", render(&collect(dir))),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found: this endpoint serves /metrics only\n".into()),
+        _ => ("405 Method Not Allowed", "text/plain", "method not allowed\n".into()),
+    };
+    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::snapshot::{Counter, Histogram};
+
+    #[test]
+    fn renders_cumulative_buckets() {
+        let labels: Labels = vec![("http.request.method".into(), "GET".into()), ("http.route".into(), "/a\"b".into())];
+        let mut counts = vec![0; DURATION_BOUNDS.len() + 1];
+        counts[0] = 2;
+        counts[3] = 1;
+        let s = Snapshot {
+            durations: vec![Histogram { labels: labels.clone(), counts, sum: 0.06, count: 3 }],
+            slow: vec![Counter { labels, value: 1 }],
+            ..Default::default()
+        };
+        let text = render(&s);
+        assert!(text.contains("http_server_request_duration_seconds_bucket{http_request_method=\"GET\",http_route=\"/a\\\"b\",le=\"0.005\"} 2"));
+        assert!(text.contains("le=\"0.05\"} 3"));
+        assert!(text.contains("le=\"+Inf\"} 3"));
+        assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/a\\\"b\"} 3"));
+        assert!(text.contains("ferrotel_http_server_slow_requests_total{http_request_method=\"GET\",http_route=\"/a\\\"b\"} 1"));
+        assert!(text.contains("ferrotel_spans_dropped_total{reason=\"queue_full\"} 0"));
+    }
+
+    #[test]
+    fn publishes_and_collects_across_processes() {
+        let dir = std::env::temp_dir().join(format!("ferrotel-test-metrics-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut snap = Snapshot { pid: std::process::id(), ..Default::default() };
+        snap.stats.spans_started = 4;
+        publish(&dir, &snap).unwrap();
+        // A snapshot left by a process that has exited (pid 0x7ffffffe is never a live pid).
+        std::fs::write(dir.join("2147483646.json"), serde_json::to_vec(&snap).unwrap()).unwrap();
+        assert_eq!(collect(&dir).stats.spans_started, 8);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
