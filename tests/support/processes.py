@@ -59,8 +59,9 @@ class GunicornApp:
     stdout and stderr (gunicorn's log, the access log, the agent's diagnostics) go to `log_path`.
     """
 
-    def __init__(self, env: dict, log_path: Path, app_dir: Path = APP_DIR, app: str = "app:app"):
+    def __init__(self, env: dict, log_path: Path, app_dir: Path = APP_DIR, app: str = "app:app", workers: int = 1):
         self.env = env
+        self.workers = workers
         self.log_path = Path(log_path)
         self.app_dir = app_dir
         self.app = app
@@ -76,7 +77,7 @@ class GunicornApp:
         cmd = [
             str(VENV_BIN / "gunicorn"),
             "--chdir", str(self.app_dir),
-            "-w", "1",
+            "-w", str(self.workers),
             "-b", f"127.0.0.1:{self.port}",
             "--access-logfile", "-",
             *_gunicorn_extra_args(),
