@@ -102,6 +102,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(record_exception, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::api::start_span, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::api::set_current, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::api::reset_current, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::api::inject_headers, m)?)?;
     m.add_class::<Span>()?;
     m.add_class::<wsgi::WsgiMiddleware>()?;
     m.add_class::<wsgi::FlaskDispatch>()?;

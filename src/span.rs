@@ -15,6 +15,9 @@ pub enum Value {
     F64(f64),
     Bool(bool),
     StrArray(Vec<String>),
+    BoolArray(Vec<bool>),
+    IntArray(Vec<i64>),
+    F64Array(Vec<f64>),
 }
 
 impl From<&str> for Value {
@@ -55,6 +58,15 @@ pub enum Status {
     Unset,
     Ok,
     Error(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Link {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub trace_state: Option<String>,
+    pub flags: u8,
+    pub attributes: Attributes,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +121,7 @@ pub struct SpanRecord {
     pub end_ns: u64,
     pub attributes: Attributes,
     pub events: Vec<Event>,
+    pub links: Vec<Link>,
     pub status: Status,
     pub scope: Scope,
     pub head: Head,
@@ -130,6 +143,7 @@ impl SpanRecord {
             end_ns: 0,
             attributes: Vec::with_capacity(12),
             events: Vec::new(),
+            links: Vec::new(),
             status: Status::Unset,
             scope,
             head,

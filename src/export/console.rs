@@ -43,6 +43,7 @@ pub fn to_json(s: &SpanRecord, resource: &Json) -> Json {
         "duration_ms": (s.end_ns.saturating_sub(s.start_ns)) as f64 / 1e6,
         "status": { "code": status, "description": description },
         "attributes": attributes(&s.attributes),
+        "links": s.links.iter().map(|l| json!({"trace_id": l.trace_id.to_string(), "span_id": l.span_id.to_string(), "attributes": attributes(&l.attributes)})).collect::<Vec<_>>(),
         "events": s.events.iter().map(|e| json!({"name": e.name, "time_unix_nano": e.time_ns, "attributes": attributes(&e.attributes)})).collect::<Vec<_>>(),
         "scope": { "name": s.scope.name, "version": s.scope.version },
         "resource": resource,
@@ -58,6 +59,9 @@ fn attributes(a: &Attributes) -> Json {
             Value::F64(f) => json!(f),
             Value::Bool(b) => json!(b),
             Value::StrArray(a) => json!(a),
+            Value::BoolArray(a) => json!(a),
+            Value::IntArray(a) => json!(a),
+            Value::F64Array(a) => json!(a),
         };
         m.insert(k.to_string(), v);
     }

@@ -79,9 +79,25 @@ fn encode_span(r: &SpanRecord) -> Span {
                 dropped_attributes_count: 0,
             })
             .collect(),
+        links: r
+            .links
+            .iter()
+            .map(|l| span::Link {
+                trace_id: l.trace_id.0.to_vec(),
+                span_id: l.span_id.0.to_vec(),
+                trace_state: l.trace_state.clone().unwrap_or_default(),
+                attributes: key_values(&l.attributes),
+                flags: l.flags as u32 | HAS_IS_REMOTE,
+                ..Default::default()
+            })
+            .collect(),
         status: Some(PbStatus { message, code: code as i32 }),
         ..Default::default()
     }
+}
+
+fn array(items: impl Iterator<Item = any_value::Value>) -> any_value::Value {
+    any_value::Value::ArrayValue(ArrayValue { values: items.map(|v| AnyValue { value: Some(v) }).collect() })
 }
 
 pub fn key_values(attrs: &Attributes) -> Vec<KeyValue> {
@@ -94,9 +110,10 @@ fn any_value(v: &Value) -> AnyValue {
         Value::Int(i) => any_value::Value::IntValue(*i),
         Value::F64(f) => any_value::Value::DoubleValue(*f),
         Value::Bool(b) => any_value::Value::BoolValue(*b),
-        Value::StrArray(a) => any_value::Value::ArrayValue(ArrayValue {
-            values: a.iter().map(|s| AnyValue { value: Some(any_value::Value::StringValue(s.clone())) }).collect(),
-        }),
+        Value::StrArray(a) => array(a.iter().map(|s| any_value::Value::StringValue(s.clone()))),
+        Value::BoolArray(a) => array(a.iter().map(|b| any_value::Value::BoolValue(*b))),
+        Value::IntArray(a) => array(a.iter().map(|i| any_value::Value::IntValue(*i))),
+        Value::F64Array(a) => array(a.iter().map(|f| any_value::Value::DoubleValue(*f))),
     };
     AnyValue { value: Some(value) }
 }

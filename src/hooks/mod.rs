@@ -1,6 +1,8 @@
 //! Everything that touches Python objects: the span handle Python code sees, the current-span
 //! store, and the per-framework hooks. Past `pipeline::submit` nothing knows Python exists.
 
+pub mod api;
+pub mod convert;
 pub mod current;
 pub mod guard;
 pub mod span;

@@ -10,7 +10,8 @@ use crate::context::SpanContext;
 use crate::metrics::active;
 use crate::pipeline;
 use crate::semconv::{self, ExceptionInfo};
-use crate::span::{now_ns, Head, SpanRecord};
+use super::convert;
+use crate::span::{now_ns, Event, Head, SpanRecord, Status};
 
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct Span {
@@ -84,9 +85,65 @@ impl Span {
     fn is_recording(&self) -> bool {
         self.with(|r| r.head != Head::Dropped).unwrap_or(false)
     }
-    #[pyo3(name = "record_exception")]
-    fn py_record_exception(&self, exc: &Bound<'_, PyAny>) {
+    #[getter]
+    fn trace_flags(&self) -> u8 {
+        self.context.flags
+    }
+    #[getter]
+    fn trace_state(&self) -> Option<String> {
+        self.context.trace_state.clone()
+    }
+    #[getter]
+    fn baggage(&self) -> Option<String> {
+        self.baggage.clone()
+    }
+    #[pyo3(name = "record_exception", signature = (exc, attributes = None))]
+    fn py_record_exception(&self, exc: &Bound<'_, PyAny>, attributes: Option<Bound<'_, PyAny>>) {
         self.record_exception(exc);
+        let extra = convert::attributes(attributes.as_ref());
+        if !extra.is_empty() {
+            self.with(|r| {
+                if let Some(e) = r.events.iter_mut().rev().find(|e| e.name == "exception") {
+                    e.attributes.extend(extra);
+                }
+            });
+        }
+    }
+    fn set_attribute(&self, key: String, value: &Bound<'_, PyAny>) {
+        if let Some(v) = convert::value(value) {
+            self.with(|r| r.set(key, v));
+        }
+    }
+    fn set_attributes(&self, attributes: &Bound<'_, PyAny>) {
+        let attrs = convert::attributes(Some(attributes));
+        self.with(|r| attrs.into_iter().for_each(|(k, v)| r.set(k, v)));
+    }
+    #[pyo3(signature = (name, attributes = None, timestamp_ns = None))]
+    fn add_event(&self, name: String, attributes: Option<Bound<'_, PyAny>>, timestamp_ns: Option<u64>) {
+        let attributes = convert::attributes(attributes.as_ref());
+        self.with(|r| r.events.push(Event { name: name.into(), time_ns: timestamp_ns.unwrap_or_else(now_ns), attributes }));
+    }
+    /// OpenTelemetry API status codes: 0 unset, 1 ok, 2 error. OK is final; a description is
+    /// kept only for errors.
+    #[pyo3(signature = (code, description = None))]
+    fn set_status(&self, code: u8, description: Option<String>) {
+        self.with(|r| match (code, &r.status) {
+            (_, Status::Ok) | (0, _) => {}
+            (1, _) => r.status = Status::Ok,
+            _ => r.status = Status::Error(description.unwrap_or_default()),
+        });
+    }
+    fn update_name(&self, name: String) {
+        self.with(|r| r.name = name);
+    }
+    /// End the span (once); `end_time_ns` defaults to now.
+    #[pyo3(name = "end", signature = (end_time_ns = None))]
+    fn py_end(&self, end_time_ns: Option<u64>) {
+        self.end(|r| {
+            if let Some(t) = end_time_ns {
+                r.end_ns = t.max(r.start_ns);
+            }
+        });
     }
     fn __repr__(&self) -> String {
         format!("<ferrotel Span trace_id={} span_id={}>", self.context.trace_id, self.context.span_id)

@@ -30,6 +30,7 @@ fn text(v: Option<&Value>) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         Value::F64(f) => Some(f.to_string()),
         Value::StrArray(a) => Some(a.join(",")),
+        other => Some(format!("{other:?}")),
     }
 }
 
