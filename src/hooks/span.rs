@@ -53,11 +53,21 @@ impl Span {
     /// Record a Python exception as an `exception` event (first one only: a framework hook and
     /// the WSGI layer may both see the same failure).
     pub fn record_exception(&self, err: &Bound<'_, PyAny>) {
+        self.record_exception_with_traceback(err, None);
+    }
+
+    /// Record an error raised through Rust: its traceback travels beside the exception object
+    /// (on 3.11 and older the object's `__traceback__` is not set yet).
+    pub fn record_pyerr(&self, py: Python<'_>, err: &PyErr) {
+        self.record_exception_with_traceback(err.value(py).as_any(), err.traceback(py));
+    }
+
+    fn record_exception_with_traceback(&self, err: &Bound<'_, PyAny>, tb: Option<Bound<'_, PyTraceback>>) {
         self.with(|rec| {
             if rec.events.iter().any(|e| e.name == "exception") {
                 return;
             }
-            let info = exception_info(err);
+            let info = exception_info(err, tb);
             semconv::record_exception(rec, info, now_ns());
         });
     }
@@ -152,7 +162,7 @@ impl Span {
 
 /// Qualified type name (`ValueError`, `app.errors.PaymentError`), message and formatted
 /// traceback of an exception object.
-pub fn exception_info(err: &Bound<'_, PyAny>) -> ExceptionInfo {
+pub fn exception_info(err: &Bound<'_, PyAny>, tb: Option<Bound<'_, PyTraceback>>) -> ExceptionInfo {
     let py = err.py();
     let ty = err.get_type();
     let qualname = ty.qualname().map(|s| s.to_string()).unwrap_or_else(|_| "Exception".into());
@@ -160,8 +170,13 @@ pub fn exception_info(err: &Bound<'_, PyAny>) -> ExceptionInfo {
     let type_name = if module.is_empty() || module == "builtins" || module == "__main__" { qualname } else { format!("{module}.{qualname}") };
     let message = err.str().map(|s| s.to_string()).unwrap_or_default();
     let stacktrace = (|| -> PyResult<String> {
-        let tb = err.getattr("__traceback__")?;
-        let tb = if tb.is_none() { None } else { Some(tb.cast_into::<PyTraceback>()?) };
+        let tb = match tb {
+            Some(tb) => Some(tb),
+            None => {
+                let own = err.getattr("__traceback__")?;
+                if own.is_none() { None } else { Some(own.cast_into::<PyTraceback>()?) }
+            }
+        };
         let lines = py.import("traceback")?.call_method1("format_exception", (ty, err, tb))?;
         Ok(lines.try_iter()?.filter_map(|l| l.ok()?.extract::<String>().ok()).collect())
     })()

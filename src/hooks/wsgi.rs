@@ -97,7 +97,7 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
         }
         Err(err) => {
             quietly("the WSGI hook", || {
-                span.get().record_exception(err.value(py).as_any());
+                span.get().record_pyerr(py, &err);
                 span.get().end(finish);
                 Ok(())
             });
@@ -393,7 +393,7 @@ impl ResponseBody {
     fn fail(&self, py: Python<'_>, err: &PyErr) {
         quietly("the WSGI body hook", || {
             let span = self.span.get();
-            span.record_exception(err.value(py).as_any());
+            span.record_pyerr(py, err);
             span.end(finish);
             Ok(())
         });

@@ -48,6 +48,7 @@ class ReceivedRequest:
     headers: dict  # lower-cased header / gRPC metadata name -> value
     body: bytes  # the (decompressed) protobuf payload
     message: object  # the decoded Export*ServiceRequest
+    path: str = ""  # HTTP request target as sent (e.g. "/v1/traces"); "" for gRPC
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +235,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - report any decode failure to the client and the test
             self.server.receiver._record_error(f"HTTP {self.path}: {exc!r}")
             return self._reply(400, str(exc).encode(), "text/plain")
-        self.server.receiver._record(ReceivedRequest(signal, "http", headers, body, message))
+        self.server.receiver._record(ReceivedRequest(signal, "http", headers, body, message, path=self.path))
         self._reply(200, response_cls().SerializeToString(), "application/x-protobuf")
 
 
