@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 DIST   := dist/autoinstrumentation
 CARGO  ?= cargo
 
-.PHONY: all demo test test-rust test-python dist venv preload bench clean
+.PHONY: all demo test test-rust test-python dist venv preload bench bench-profile clean deploy-tools
 
 all: dist
 
@@ -25,11 +25,13 @@ venv: $(VENV)/.ready
 # One build command for tests, the demo and the Dockerfile: an abi3 wheel, unpacked into the
 # Operator's layout with the bootstrap sitecustomize where the Operator's PYTHONPATH prefix points.
 # Built in a scratch directory and moved into place, so a concurrent build never sees half a tree.
+# bin/ferrotel-run is the sh launcher (pip's generated bin/ has the build machine's shebang).
 dist: venv
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(VENV)/bin/maturin build --release --quiet --interpreter $(PY) --out "$$tmp/wheels"; \
 	$(PY) -m pip install --quiet --no-deps --no-compile --target "$$tmp/tree" "$$tmp"/wheels/ferrotel-*.whl; \
 	rm -rf "$$tmp/tree/bin" "$$tmp"/tree/ferrotel-*.dist-info/direct_url.json; \
+	mkdir -p "$$tmp/tree/bin"; cp docker/ferrotel-run.sh "$$tmp/tree/bin/ferrotel-run"; chmod 755 "$$tmp/tree/bin/ferrotel-run"; \
 	mkdir -p "$$tmp/tree/opentelemetry/instrumentation/auto_instrumentation"; \
 	cp python/sitecustomize.py "$$tmp/tree/opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py"; \
 	if [ -f preload/Cargo.toml ]; then $(MAKE) --no-print-directory preload; cp $(PRELOAD) "$$tmp/tree/"; fi; \
@@ -46,13 +48,37 @@ preload:
 test-rust:
 	$(CARGO) test --quiet
 
-test-python: dist
+# Tools for tests/deploy, each skipped when present; without them those tests skip and say why.
+# promtool: unpacked from Debian's `prometheus` package into /usr/local/bin (no service is installed
+# or started; `apt-get update` only when the package lists lack it). The Rust musl target: for the
+# musl cross-compile check.
+deploy-tools:
+	@command -v promtool >/dev/null 2>&1 || ( set -e; \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
+	  apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; \
+	  dpkg-deb -x prometheus_*.deb x; install -m 755 x/usr/bin/promtool /usr/local/bin/promtool \
+	) || echo "deploy-tools: could not install promtool from Debian's prometheus package"
+	@! command -v rustup >/dev/null 2>&1 || rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
+	  || rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "deploy-tools: could not add the Rust musl target"
+
+test-python: dist deploy-tools
 	$(PY) -m pytest tests -q
 
 test: test-rust test-python
 
 demo: dist
 	$(PY) tests/app/demo.py
+
+# Benchmarks (issue 7): no agent vs ferrotel vs the pure-Python agent, one table in
+# bench/results/latest.md (+ latest.json). bench/run.py builds .venvs/{base,upstream} and installs
+# wrk and GNU time from Debian when missing. Settings: BENCH_SECONDS, BENCH_ROUNDS, BENCH_REQUESTS,
+# BENCH_STARTUP_REPS, ... (see bench/run.py). Reports only: never fails on a bar.
+bench: dist
+	FERROTEL_DIST=$(DIST) $(PY) bench/run.py
+
+# Instructions per request under callgrind (ferrotel vs no agent), for profiling the request path.
+bench-profile: dist
+	FERROTEL_DIST=$(DIST) $(PY) bench/profile_inprocess.py
 
 clean:
 	rm -rf target dist $(VENV)
