@@ -6,6 +6,9 @@
 
 mod ferrotel;
 mod file;
+mod instrumentation;
+pub mod limits;
+mod logs;
 mod otel;
 mod reader;
 #[cfg(test)]
@@ -14,6 +17,8 @@ mod tests;
 use std::time::Duration;
 
 use crate::context::propagation::Propagator;
+pub use instrumentation::InstrumentationConfig;
+pub use logs::{LogsConfig, LogsExporter};
 pub use reader::percent_decode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,8 +122,27 @@ pub struct Config {
     pub batch: BatchConfig,
     pub metrics: MetricsConfig,
     pub processing: ProcessingConfig,
+    /// `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS` and the client excluded-URL lists.
+    pub instrumentation: InstrumentationConfig,
+    /// `OTEL_LOGS_EXPORTER`, `OTEL_EXPORTER_OTLP_LOGS_*`, `OTEL_BLRP_*` and the Python logging switches.
+    pub logs: LogsConfig,
+    /// The specification's attribute/event/link limits.
+    pub limits: limits::Limits,
+    /// `FERROTEL_TEST_FAULT`: inject a fault into the hooks (tests of fail-open behaviour only).
+    pub test_fault: Option<TestFault>,
     /// One line per bad value, naming the variable and the default used.
     pub warnings: Vec<String>,
+}
+
+/// Where `FERROTEL_TEST_FAULT` makes the agent panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestFault {
+    /// In the request hook, before the app runs.
+    Panic,
+    /// In the `start_response` wrapper.
+    StartResponse,
+    /// In the response-body wrapper.
+    Body,
 }
 
 impl Config {
@@ -144,13 +168,16 @@ impl Config {
         let service_name = r.get("OTEL_SERVICE_NAME");
         let resource_attributes = otel::resource_attributes(&mut r);
         let traces_exporters = otel::traces_exporters(&mut r);
-        r.accept_quietly("OTEL_LOGS_EXPORTER", &["otlp", "console", "none"]);
         let sampler = otel::sampler(&mut r);
         let propagators = otel::propagators(&mut r);
         let otlp = otel::otlp(&mut r, otel::Signal::Traces);
         let batch = otel::batch(&mut r);
         let metrics = otel::metrics(&mut r);
         let processing = ferrotel::processing(&mut r);
+        let instrumentation = instrumentation::instrumentation(&mut r);
+        let logs = logs::logs(&mut r);
+        let limits = limits::limits(&mut r);
+        let test_fault = ferrotel::test_fault(&mut r);
         // Generic variables feed several signals: say each problem once.
         let mut warnings: Vec<String> = Vec::new();
         for w in r.warnings {
@@ -169,6 +196,10 @@ impl Config {
             batch,
             metrics,
             processing,
+            instrumentation,
+            logs,
+            limits,
+            test_fault,
             warnings,
         }
     }

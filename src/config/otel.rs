@@ -102,6 +102,7 @@ pub fn propagators(r: &mut Reader<'_>) -> Vec<Propagator> {
 pub enum Signal {
     Traces,
     Metrics,
+    Logs,
 }
 
 impl Signal {
@@ -109,12 +110,14 @@ impl Signal {
         match self {
             Signal::Traces => format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}"),
             Signal::Metrics => format!("OTEL_EXPORTER_OTLP_METRICS_{suffix}"),
+            Signal::Logs => format!("OTEL_EXPORTER_OTLP_LOGS_{suffix}"),
         }
     }
     fn path(self) -> &'static str {
         match self {
             Signal::Traces => "/v1/traces",
             Signal::Metrics => "/v1/metrics",
+            Signal::Logs => "/v1/logs",
         }
     }
 }

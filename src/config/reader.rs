@@ -83,16 +83,6 @@ impl Reader<'_> {
         Some(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 
-    pub fn accept_quietly(&mut self, key: &str, known: &[&str]) {
-        if let Some(v) = self.get(key) {
-            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                if !known.contains(&item.to_ascii_lowercase().as_str()) {
-                    self.warn(key, item, "the default");
-                }
-            }
-        }
-    }
-
 
     /// `k=v,k2=v2` with percent-decoded values; bad pairs are reported and skipped.
     pub fn pairs(&mut self, key: &str) -> Vec<(String, String)> {

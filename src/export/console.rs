@@ -50,7 +50,7 @@ pub fn to_json(s: &SpanRecord, resource: &Json) -> Json {
     })
 }
 
-fn attributes(a: &Attributes) -> Json {
+pub(crate) fn attributes(a: &Attributes) -> Json {
     let mut m = Map::new();
     for (k, v) in a {
         let v = match v {

@@ -31,6 +31,13 @@ impl Span {
         Span { context, baggage, record: Mutex::new(recording.then_some(record)), active: active.filter(|_| recording) }
     }
 
+    /// A handle that only carries an identity (and baggage): another tracer's span or a remote
+    /// parent made current through the OpenTelemetry API, so spans started under it are its
+    /// children. Records nothing and counts as no started span.
+    pub fn context_only(context: SpanContext, baggage: Option<String>) -> Self {
+        Span { context, baggage, record: Mutex::new(None), active: None }
+    }
+
     /// Work on the open record, if the span is still recording.
     pub fn with<R>(&self, f: impl FnOnce(&mut SpanRecord) -> R) -> Option<R> {
         let mut guard = self.record.lock().unwrap_or_else(|p| p.into_inner());

@@ -19,6 +19,7 @@ use once_cell::sync::OnceCell;
 
 use crate::config::Config;
 use crate::fork;
+use crate::logs::LogRecord;
 use crate::metrics::snapshot::SelfStats;
 use crate::resource::Runtime;
 use crate::span::SpanRecord;
@@ -67,9 +68,22 @@ impl Stats {
     }
 }
 
+/// This process's log-record counters.
+#[derive(Default)]
+pub struct LogStats {
+    pub queued: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub exported: AtomicU64,
+    pub export_failures: AtomicU64,
+}
+
 pub struct Pipeline {
     generation: u64,
     queue: ArrayQueue<SpanRecord>,
+    /// Log records (`OTEL_BLRP_MAX_QUEUE_SIZE`), only when log export is on. Drained by the same
+    /// export thread; a full queue drops and counts, like the span queue.
+    logs: Option<ArrayQueue<LogRecord>>,
+    pub log_stats: LogStats,
     started: AtomicBool,
     stopped: AtomicBool,
     control_tx: Sender<Control>,
@@ -118,6 +132,8 @@ impl Pipeline {
         Pipeline {
             generation,
             queue: ArrayQueue::new(settings.config.batch.max_queue_size),
+            logs: settings.config.logs.export_enabled().then(|| ArrayQueue::new(settings.config.logs.batch.max_queue_size)),
+            log_stats: LogStats::default(),
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             control_tx,
@@ -167,10 +183,42 @@ pub fn submit(span: SpanRecord) {
     p.ensure_worker();
 }
 
+/// Whether Python log records are exported in this process (the agent started with
+/// `OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true` and a logs exporter).
+pub fn logs_enabled() -> bool {
+    SETTINGS.get().is_some_and(|s| s.config.logs.export_enabled())
+}
+
+/// Hand a log record to the export thread. Never blocks; drops (and counts) when full.
+pub fn submit_log(record: LogRecord) {
+    let Some(p) = current() else { return };
+    let Some(queue) = p.logs.as_ref() else { return };
+    if p.stopped.load(Ordering::Relaxed) {
+        return;
+    }
+    match queue.push(record) {
+        Ok(()) => {
+            p.log_stats.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            p.log_stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    p.ensure_worker();
+}
+
+/// This process's log counters: (exported, dropped because the queue was full, failed exports).
+pub fn log_stats() -> (u64, u64, u64) {
+    existing().map_or((0, 0, 0), |p| {
+        let s = &p.log_stats;
+        (s.exported.load(Ordering::Relaxed), s.dropped_queue_full.load(Ordering::Relaxed), s.export_failures.load(Ordering::Relaxed))
+    })
+}
+
 fn request(make: fn(Sender<()>) -> Control, timeout: Duration) -> bool {
     let Some(p) = existing() else { return true };
     if !p.started.load(Ordering::Acquire) {
-        return p.queue.is_empty();
+        return p.queue.is_empty() && p.logs.as_ref().is_none_or(|q| q.is_empty());
     }
     let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
     if p.control_tx.send_timeout(make(ack_tx), timeout).is_err() {
@@ -218,6 +266,12 @@ fn shutdown_pipeline() -> bool {
             s.dropped_queue_full,
             s.export_failures,
             if done { "" } else { "; the final flush did not finish in time" }
+        ));
+    }
+    let (logs_exported, logs_dropped, logs_failures) = log_stats();
+    if logs_dropped > 0 {
+        crate::log::warn(&format!(
+            "at exit: {logs_exported} log records exported, {logs_dropped} dropped because the queue was full, {logs_failures} failed log exports"
         ));
     }
     done

@@ -10,7 +10,9 @@ use crossbeam_channel::RecvTimeoutError;
 
 use super::{Control, Pipeline};
 use crate::config::MetricsExporter;
+use crate::export::logs::LogExporter;
 use crate::export::{self, Otlp, SpanExporter};
+use crate::logs::LogRecord;
 use crate::metrics::{prometheus, red::Red, snapshot::Snapshot};
 use crate::processors::{Chain, DropReason};
 use crate::resource::Resource;
@@ -26,10 +28,14 @@ const BIND_RETRY: Duration = Duration::from_secs(3);
 pub(super) fn run(p: &'static Pipeline) {
     let cfg = &p.settings.config;
     let resource = Resource::build(cfg, &p.settings.runtime);
-    let chain = Chain::new(&cfg.processing);
+    let chain = Chain::new(&cfg.processing, &cfg.limits);
     let mut spans = Spans::new(p);
     let mut metrics = Metrics::new(p);
-    let tick = TICK.min(cfg.batch.schedule_delay.max(Duration::from_millis(1)));
+    let mut logs = Logs::new(p);
+    let mut tick = TICK.min(cfg.batch.schedule_delay.max(Duration::from_millis(1)));
+    if logs.is_some() {
+        tick = tick.min(cfg.logs.batch.schedule_delay.max(Duration::from_millis(1)));
+    }
     loop {
         let (ack, stop) = match p.control_rx.recv_timeout(tick) {
             Ok(Control::Flush(ack)) => (Some(ack), false),
@@ -49,6 +55,9 @@ pub(super) fn run(p: &'static Pipeline) {
             }
         }
         spans.maybe_send(&resource, ack.is_some());
+        if let Some(l) = logs.as_mut() {
+            l.drain(&resource, ack.is_some());
+        }
         if let Some(m) = metrics.as_mut() {
             m.tick(&resource, ack.is_some());
         }
@@ -100,6 +109,59 @@ impl Spans {
             ok &= report(exporter.export(&self.batch, resource), failing, &exporter.target());
         }
         let stats = &self.p.stats;
+        if ok {
+            stats.exported.fetch_add(self.batch.len() as u64, Ordering::Relaxed);
+        } else {
+            stats.export_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.batch.clear();
+    }
+}
+
+/// The log side: batching (`OTEL_BLRP_*`) and the log exporters.
+struct Logs {
+    p: &'static Pipeline,
+    exporters: Vec<Box<dyn LogExporter>>,
+    failing: Vec<bool>,
+    batch: Vec<LogRecord>,
+    last_send: Instant,
+}
+
+impl Logs {
+    fn new(p: &'static Pipeline) -> Option<Self> {
+        p.logs.as_ref()?;
+        let cfg = &p.settings.config.logs;
+        let exporters = export::logs::build(cfg);
+        let failing = vec![false; exporters.len()];
+        Some(Logs { p, exporters, failing, batch: Vec::with_capacity(cfg.batch.max_export_batch_size), last_send: Instant::now() })
+    }
+
+    /// Move queued records into batches; send full batches, and the rest when the schedule delay
+    /// has passed or on request.
+    fn drain(&mut self, resource: &Resource, now: bool) {
+        let cfg = &self.p.settings.config.logs.batch;
+        if let Some(queue) = self.p.logs.as_ref() {
+            while let Some(rec) = queue.pop() {
+                self.batch.push(rec);
+                if self.batch.len() >= cfg.max_export_batch_size {
+                    self.send(resource);
+                }
+            }
+        }
+        if now || self.last_send.elapsed() >= cfg.schedule_delay {
+            if !self.batch.is_empty() {
+                self.send(resource);
+            }
+            self.last_send = Instant::now();
+        }
+    }
+
+    fn send(&mut self, resource: &Resource) {
+        let mut ok = true;
+        for (exporter, failing) in self.exporters.iter_mut().zip(self.failing.iter_mut()) {
+            ok &= report(exporter.export(&self.batch, resource), failing, &format!("{} (logs)", exporter.target()));
+        }
+        let stats = &self.p.log_stats;
         if ok {
             stats.exported.fetch_add(self.batch.len() as u64, Ordering::Relaxed);
         } else {

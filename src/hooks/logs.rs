@@ -1,0 +1,323 @@
+//! Python `logging`: trace correlation on every `LogRecord` (a record factory, the upstream
+//! field names) and the OTLP log path (`emit_log`, called by the handler the logging hook puts
+//! on the root logger). `python/ferrotel/hooks/logging_hook.py` installs both when the app
+//! imports `logging`.
+
+use std::sync::Mutex;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use super::capi;
+use super::convert;
+use super::current;
+use super::guard::quietly;
+use super::span::{exception_info, Span};
+use crate::logs::{self, Body, LogRecord};
+use crate::pipeline;
+use crate::resource::Resource;
+use crate::span::{now_ns, Attributes, Value};
+
+/// `logging.setLogRecordFactory(LogRecordFactory(previous, service_name))`: builds the record
+/// with the previous factory, then sets `otelTraceID`, `otelSpanID` (hex, or "0" outside a span),
+/// `otelTraceSampled` (bool) and `otelServiceName`, as the upstream logging instrumentation does.
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct LogRecordFactory {
+    inner: Py<PyAny>,
+    service_name: Py<PyString>,
+    /// The last span seen and its ids as Python strings: the records of one request reuse them.
+    /// Holding the span keeps its address from being reused by another span.
+    last: Mutex<Option<(Py<Span>, Py<PyString>, Py<PyString>)>>,
+}
+
+#[pymethods]
+impl LogRecordFactory {
+    #[new]
+    fn new(py: Python<'_>, inner: Py<PyAny>, service_name: &str) -> Self {
+        LogRecordFactory { inner, service_name: PyString::new(py, service_name).unbind(), last: Mutex::new(None) }
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+        let record = self.inner.bind(py).call(args, kwargs)?;
+        quietly("log correlation", || self.correlate(py, &record));
+        Ok(record.unbind())
+    }
+
+    /// The factory this one wraps.
+    #[getter]
+    fn wrapped(&self, py: Python<'_>) -> Py<PyAny> {
+        self.inner.clone_ref(py)
+    }
+}
+
+impl LogRecordFactory {
+    fn correlate(&self, py: Python<'_>, record: &Bound<'_, PyAny>) -> PyResult<()> {
+        match current::get(py) {
+            Some(span) => {
+                let (trace_id, span_id) = self.ids(py, &span);
+                record.setattr(intern!(py, "otelTraceID"), trace_id)?;
+                record.setattr(intern!(py, "otelSpanID"), span_id)?;
+                record.setattr(intern!(py, "otelTraceSampled"), span.get().context.is_sampled())?;
+            }
+            None => {
+                let zero = intern!(py, "0");
+                record.setattr(intern!(py, "otelTraceID"), zero)?;
+                record.setattr(intern!(py, "otelSpanID"), zero)?;
+                record.setattr(intern!(py, "otelTraceSampled"), false)?;
+            }
+        }
+        record.setattr(intern!(py, "otelServiceName"), self.service_name.bind(py))
+    }
+
+    /// The span's ids as hex strings, from the one-entry cache when it is the last span seen.
+    fn ids<'py>(&self, py: Python<'py>, span: &Bound<'py, Span>) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+        if let Ok(guard) = self.last.try_lock() {
+            if let Some((s, t, i)) = guard.as_ref() {
+                if s.as_ptr() == span.as_ptr() {
+                    return (t.bind(py).clone(), i.bind(py).clone());
+                }
+            }
+        }
+        let c = &span.get().context;
+        let trace_id = PyString::new(py, &c.trace_id.to_string());
+        let span_id = PyString::new(py, &c.span_id.to_string());
+        if let Ok(mut guard) = self.last.try_lock() {
+            *guard = Some((span.clone().unbind(), trace_id.clone().unbind(), span_id.clone().unbind()));
+        }
+        (trace_id, span_id)
+    }
+}
+
+/// What the Python side needs to set logging up: the switches from the configuration and the
+/// service name (`service.name` of the resource the spans carry). None before the agent started.
+#[pyfunction]
+pub fn logging_settings(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
+    let Some(s) = pipeline::settings() else { return Ok(None) };
+    let l = &s.config.logs;
+    let resource = Resource::build(&s.config, &s.runtime);
+    let service = match resource.get("service.name") {
+        Some(Value::Str(name)) => name.clone(),
+        _ => String::new(),
+    };
+    let d = PyDict::new(py);
+    d.set_item("service_name", service)?;
+    d.set_item("export", l.export_enabled())?;
+    d.set_item("correlation_format", l.correlation_format)?;
+    d.set_item("format", l.format.clone())?;
+    d.set_item("level", l.level)?;
+    Ok(Some(d))
+}
+
+/// Export one `logging.LogRecord` as an OTLP log record (the handler's `emit`). Never raises;
+/// never blocks (a full queue drops and counts).
+#[pyfunction]
+pub fn emit_log(py: Python<'_>, record: Bound<'_, PyAny>) {
+    if !pipeline::logs_enabled() {
+        return;
+    }
+    if let Some(rec) = quietly("the logging handler", || build(py, &record)) {
+        pipeline::submit_log(rec);
+    }
+}
+
+/// `LogRecord` attributes that are not user data (upstream's list, plus the correlation fields).
+const RESERVED: &[&str] = &[
+    "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName", "getMessage", "levelname", "levelno", "lineno",
+    "message", "module", "msecs", "msg", "name", "pathname", "process", "processName", "relativeCreated", "stack_info", "taskName",
+    "thread", "threadName", "otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName",
+];
+
+/// The reserved names as interned strings (kept alive here) and their addresses, sorted:
+/// `LogRecord.__init__` sets its attributes with interned names, so an address lookup recognises
+/// them without reading the text.
+static RESERVED_INTERNED: PyOnceLock<(Vec<Py<PyString>>, Vec<usize>)> = PyOnceLock::new();
+
+fn is_reserved(py: Python<'_>, key: &Bound<'_, PyString>) -> bool {
+    let (_, addresses) = RESERVED_INTERNED.get_or_init(py, || {
+        let names: Vec<Py<PyString>> = RESERVED.iter().map(|k| PyString::intern(py, k).unbind()).collect();
+        let mut addresses: Vec<usize> = names.iter().map(|n| n.as_ptr() as usize).collect();
+        addresses.sort_unstable();
+        (names, addresses)
+    });
+    if addresses.binary_search(&(key.as_ptr() as usize)).is_ok() {
+        return true;
+    }
+    capi::utf8(key).is_none_or(|k| RESERVED.contains(&k))
+}
+
+fn text(v: Option<Bound<'_, PyAny>>) -> Option<String> {
+    let v = v?;
+    let s = v.cast::<PyString>().ok()?;
+    capi::utf8(s).map(str::to_string)
+}
+
+fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord> {
+    let observed_ns = now_ns();
+    // The record's attributes are plain instance attributes: read them from its dict (cheaper
+    // than getattr, which looks at the class first).
+    let dict = record.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+    let get = |k: &Bound<'py, PyString>| -> Option<Bound<'py, PyAny>> { dict.get_item(k).ok().flatten() };
+    let levelno: i64 = get(intern!(py, "levelno")).and_then(|v| v.extract().ok()).unwrap_or(0);
+    let severity_text = logs::severity_text(&text(get(intern!(py, "levelname"))).unwrap_or_default());
+    let time_ns = match get(intern!(py, "created")).and_then(|v| v.extract::<f64>().ok()) {
+        Some(secs) if secs > 0.0 => (secs * 1e9) as u64,
+        _ => observed_ns,
+    };
+    let scope = text(get(intern!(py, "name"))).unwrap_or_default();
+    let body = message(py, record, &dict)?;
+
+    let mut attributes: Attributes = Vec::with_capacity(8);
+    for (k, v) in dict.iter() {
+        let Ok(k) = k.cast_into::<PyString>() else { continue };
+        if is_reserved(py, &k) {
+            continue;
+        }
+        if let (Some(key), Some(v)) = (capi::utf8(&k), convert::value(&v)) {
+            attributes.push((key.to_string().into(), v));
+        }
+    }
+    if let Some(path) = text(get(intern!(py, "pathname"))) {
+        attributes.push(("code.file.path".into(), Value::Str(path)));
+    }
+    if let Some(func) = text(get(intern!(py, "funcName"))) {
+        attributes.push(("code.function.name".into(), Value::Str(func)));
+    }
+    if let Some(line) = get(intern!(py, "lineno")).and_then(|v| v.extract::<i64>().ok()) {
+        attributes.push(("code.line.number".into(), Value::Int(line)));
+    }
+    if let Some(exc_info) = get(intern!(py, "exc_info")) {
+        if let Ok(t) = exc_info.cast::<PyTuple>() {
+            if t.len() == 3 {
+                let value = t.get_item(1)?;
+                if !value.is_none() {
+                    let tb = t.get_item(2)?.cast_into().ok();
+                    let info = exception_info(&value, tb);
+                    attributes.push(("exception.type".into(), Value::Str(info.type_name)));
+                    attributes.push(("exception.message".into(), Value::Str(info.message)));
+                    attributes.push(("exception.stacktrace".into(), Value::Str(info.stacktrace)));
+                }
+            }
+        }
+    }
+
+    let (trace_id, span_id, flags) = match current::get(py) {
+        Some(span) => {
+            let c = &span.get().context;
+            (Some(c.trace_id), Some(c.span_id), c.flags)
+        }
+        None => (None, None, 0),
+    };
+    Ok(LogRecord {
+        time_ns,
+        observed_ns,
+        severity_number: logs::severity_number(levelno),
+        severity_text,
+        body,
+        attributes,
+        trace_id,
+        span_id,
+        flags,
+        scope: scope.into(),
+    })
+}
+
+/// The body: the formatted message (`getMessage()`), or, as upstream, the object itself when a
+/// non-string `msg` comes without formatting arguments (a dict stays a map).
+fn message(py: Python<'_>, record: &Bound<'_, PyAny>, dict: &Bound<'_, PyDict>) -> PyResult<Option<Body>> {
+    let msg = match dict.get_item(intern!(py, "msg"))? {
+        Some(m) => m,
+        None => record.getattr(intern!(py, "msg"))?,
+    };
+    let has_args = match dict.get_item(intern!(py, "args"))? {
+        Some(args) => !args.is_none() && args.is_truthy().unwrap_or(true),
+        None => false,
+    };
+    if !has_args && !msg.is_instance_of::<PyString>() {
+        return Ok(if msg.is_none() { None } else { Some(any_body(&msg, 0)) });
+    }
+    // A formatter that ran before (the app's console handler) left the formatted message on the
+    // record: the same text, without formatting it again.
+    if let Some(m) = dict.get_item(intern!(py, "message"))? {
+        if let Ok(m) = m.cast::<PyString>() {
+            if let Some(t) = capi::utf8(m) {
+                return Ok(Some(Body::Str(t.to_string())));
+            }
+        }
+    }
+    let text = match record.call_method0(intern!(py, "getMessage")) {
+        Ok(s) => s,
+        // The app's own formatting bug: logging would print "--- Logging error ---" for it in
+        // its other handlers; export the template instead of losing the record.
+        Err(_) => msg.str()?.into_any(),
+    };
+    let text = text.str()?;
+    Ok(Some(Body::Str(match capi::utf8(&text) {
+        Some(t) => t.to_string(),
+        None => text.to_string_lossy().into_owned(),
+    })))
+}
+
+fn any_body(v: &Bound<'_, PyAny>, depth: u8) -> Body {
+    if let Ok(s) = v.cast::<PyString>() {
+        return Body::Str(s.to_cow().map(|c| c.into_owned()).unwrap_or_default());
+    }
+    if v.is_instance_of::<PyBool>() {
+        return Body::Bool(v.extract().unwrap_or(false));
+    }
+    if v.is_instance_of::<PyInt>() {
+        if let Ok(i) = v.extract::<i64>() {
+            return Body::Int(i);
+        }
+    }
+    if v.is_instance_of::<PyFloat>() {
+        return Body::F64(v.extract().unwrap_or(f64::NAN));
+    }
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Body::Bytes(b.as_bytes().to_vec());
+    }
+    if depth < 8 {
+        if let Ok(d) = v.cast::<PyDict>() {
+            return Body::Map(d.iter().map(|(k, v)| (k.str().map(|s| s.to_string()).unwrap_or_default(), any_body(&v, depth + 1))).collect());
+        }
+        if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+            if let Ok(it) = v.try_iter() {
+                return Body::Array(it.flatten().map(|i| any_body(&i, depth + 1)).collect());
+            }
+        }
+    }
+    Body::Str(v.str().map(|s| s.to_string()).unwrap_or_default())
+}
+
+/// Log record counters of this process: exported, dropped (queue full), failed exports.
+#[pyfunction]
+pub fn log_stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let (exported, dropped, failures) = pipeline::log_stats();
+    let d = PyDict::new(py);
+    d.set_item("logs_exported", exported)?;
+    d.set_item("logs_dropped_queue_full", dropped)?;
+    d.set_item("log_export_failures", failures)?;
+    Ok(d)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<LogRecordFactory>()?;
+    m.add_function(wrap_pyfunction!(logging_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(emit_log, m)?)?;
+    m.add_function(wrap_pyfunction!(log_stats, m)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RESERVED;
+
+    #[test]
+    fn correlation_fields_are_not_exported_as_attributes() {
+        for k in ["otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName", "msg", "args", "exc_info"] {
+            assert!(RESERVED.contains(&k));
+        }
+    }
+}
