@@ -20,6 +20,8 @@ pub struct Agent {
     /// Header names (lower case) captured on server spans.
     pub capture_request_headers: Vec<String>,
     pub capture_response_headers: Vec<String>,
+    /// `FERROTEL_TEST_FAULT` (tests only).
+    pub test_fault: Option<crate::config::TestFault>,
 }
 
 static AGENT: OnceCell<Agent> = OnceCell::new();
@@ -45,6 +47,7 @@ impl Agent {
             keep_errors_and_slow: p.keep_errors_and_slow,
             capture_request_headers: p.capture_request_headers.clone(),
             capture_response_headers: p.capture_response_headers.clone(),
+            test_fault: config.test_fault,
         }
     }
 
@@ -64,8 +67,18 @@ pub fn install(agent: Agent) {
     let _ = AGENT.set(agent);
 }
 
-/// The running agent, or None when it is not started or disabled.
+static OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stop instrumenting in this process (after repeated internal faults).
+pub fn turn_off() {
+    OFF.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The running agent, or None when it is not started, disabled, or turned off.
 #[inline]
 pub fn get() -> Option<&'static Agent> {
+    if OFF.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     AGENT.get()
 }

@@ -11,6 +11,7 @@ pub mod export;
 pub mod fork;
 pub mod hooks;
 pub mod log;
+pub mod logs;
 pub mod metrics;
 pub mod pipeline;
 pub mod processors;
@@ -42,9 +43,11 @@ fn start(py: Python<'_>, runtime_name: String, runtime_version: String, runtime_
     }
     let enabled = !config.sdk_disabled;
     if enabled {
+        hooks::guard::install_quiet_panic_hook();
         current::init(py)?;
         fork::install();
         agent::install(agent::Agent::new(&config));
+        hooks::client::configure(&config.instrumentation);
         let runtime = Runtime { name: runtime_name, version: runtime_version, description: runtime_description, executable };
         pipeline::configure(pipeline::Settings { config, runtime, origin_pid: std::process::id() });
     }
@@ -55,6 +58,7 @@ fn start(py: Python<'_>, runtime_name: String, runtime_version: String, runtime_
 /// Flush queued spans and stop exporting (called at interpreter exit).
 #[pyfunction]
 fn shutdown(py: Python<'_>) -> bool {
+    export::retry::stop();
     py.detach(pipeline::shutdown)
 }
 
@@ -106,10 +110,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hooks::api::set_current, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::api::reset_current, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::api::inject_headers, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::client::instrumentation, m)?)?;
+    m.add_class::<hooks::client::HttpClientHook>()?;
+    m.add_class::<hooks::client::Urllib3Hook>()?;
+    m.add_class::<hooks::client::HttpxHook>()?;
     m.add_class::<Span>()?;
     m.add_class::<wsgi::WsgiMiddleware>()?;
-    m.add_class::<wsgi::FlaskDispatch>()?;
     m.add_class::<wsgi::StartResponse>()?;
     m.add_class::<wsgi::ResponseBody>()?;
+    hooks::asgi::register(m)?;
+    hooks::otel::register(m)?;
+    hooks::logs::register(m)?;
     Ok(())
 }

@@ -34,6 +34,27 @@ def start():
 
     _importhook.install()
     atexit.register(_native.shutdown)
+    _flush_on_os_exit(_native.shutdown)
     _started = True
     return True
+
+
+def _flush_on_os_exit(shutdown):
+    """`os._exit` skips atexit (multiprocessing's forked children leave through it): flush first.
+    The native shutdown waits at most the export timeout and returns at once when the process
+    has no spans."""
+    import os
+
+    real_exit = os._exit
+
+    def _exit(status):
+        try:
+            shutdown()
+        except BaseException:
+            pass
+        real_exit(status)
+
+    _exit.__wrapped__ = real_exit
+    _exit.__doc__ = real_exit.__doc__
+    os._exit = _exit
 

@@ -2,7 +2,7 @@
 //! processing chain — plus the spec's HTTP header-capture lists that feed it.
 
 use super::reader::{parse_millis, Reader};
-use super::ProcessingConfig;
+use super::{ProcessingConfig, TestFault};
 
 const DEFAULT_FILTER_ROUTES: &[&str] = &["/healthz", "/readyz", "/livez", "/metrics"];
 /// Query keys masked by default: credentials people put in URLs, plus the keys the semantic
@@ -50,5 +50,18 @@ pub fn processing(r: &mut Reader<'_>) -> ProcessingConfig {
         capture_request_headers,
         capture_response_headers,
         keep_errors_and_slow,
+    }
+}
+
+pub fn test_fault(r: &mut Reader<'_>) -> Option<TestFault> {
+    let key = "FERROTEL_TEST_FAULT";
+    match r.get(key)?.to_ascii_lowercase().as_str() {
+        "panic" => Some(TestFault::Panic),
+        "start_response" => Some(TestFault::StartResponse),
+        "body" => Some(TestFault::Body),
+        other => {
+            r.warn(key, other, "no fault");
+            None
+        }
     }
 }

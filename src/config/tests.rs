@@ -233,3 +233,24 @@ fn processing_settings() {
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("FERROTEL_SLOW_ROUTES"));
 }
+
+proptest::proptest! {
+    /// Arbitrary values for every variable never panic and always leave a usable configuration.
+    #[test]
+    fn any_value_is_survivable(v in "\\PC{0,40}") {
+        let vars = [
+            "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_EXPORTER",
+            "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+            "OTEL_PROPAGATORS", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_BSP_SCHEDULE_DELAY",
+            "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_METRIC_EXPORT_INTERVAL",
+            "OTEL_EXPORTER_PROMETHEUS_PORT", "FERROTEL_SLOW_THRESHOLD_MS", "FERROTEL_SLOW_ROUTES", "FERROTEL_FILTER_ROUTES",
+            "FERROTEL_SPAN_ATTRIBUTES", "FERROTEL_KEEP_ERRORS_AND_SLOW", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        ];
+        let c = Config::from_lookup(|k| vars.contains(&k).then(|| v.clone()));
+        proptest::prop_assert!(c.batch.max_queue_size > 0);
+        proptest::prop_assert!(c.batch.max_export_batch_size <= c.batch.max_queue_size);
+        proptest::prop_assert!(!c.metrics.interval.is_zero());
+        proptest::prop_assert!(c.otlp.endpoint.starts_with("http"));
+    }
+}

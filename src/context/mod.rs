@@ -2,6 +2,8 @@
 
 pub mod ids;
 pub mod propagation;
+#[cfg(test)]
+mod fuzz;
 
 pub use ids::{SpanId, TraceId};
 

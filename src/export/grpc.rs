@@ -4,14 +4,19 @@
 
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{DecodeContext, WireType};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
+use super::retry::Retry;
 use crate::config::{Compression, OtlpConfig};
 
 pub struct GrpcTransport {
@@ -50,47 +55,107 @@ impl GrpcTransport {
         req
     }
 
-    fn run<F, R>(&self, f: impl FnOnce(Channel) -> F) -> Result<(), String>
+    /// One export call, retried on the codes the OTLP spec calls transient (see `retry`). `call`
+    /// builds the call afresh for each attempt.
+    fn run<F, R>(&self, call: impl Fn(Channel) -> F) -> Result<(), String>
     where
         F: std::future::Future<Output = Result<R, tonic::Status>>,
     {
         let (rt, channel) = self.state.as_ref().map_err(|e| e.clone())?;
         let timeout = self.timeout;
-        let fut = f(channel.clone());
-        rt.block_on(async {
-            match tokio::time::timeout(timeout, fut).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(status)) => Err(format!("gRPC {:?}: {}", status.code(), status.message())),
-                Err(_) => Err(format!("gRPC export timed out after {timeout:?}")),
+        let mut retry = Retry::new(RETRY_BUDGET);
+        loop {
+            let outcome = rt.block_on(async { tokio::time::timeout(timeout, call(channel.clone())).await });
+            let error = match outcome {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(status)) if retryable(status.code()) => format!("gRPC {:?}: {}", status.code(), status.message()),
+                Ok(Err(status)) => return Err(format!("gRPC {:?} (not retryable): {}", status.code(), status.message())),
+                Err(_) => format!("gRPC export timed out after {timeout:?}"),
+            };
+            match retry.next(None) {
+                Some(wait) => std::thread::sleep(wait),
+                None => return Err(error),
             }
-        })
+        }
     }
 
-    pub fn export_traces(&self, msg: ExportTraceServiceRequest) -> Result<(), String> {
-        let req = self.request(msg);
+    /// Send an `ExportTraceServiceRequest` already encoded to protobuf bytes (`otlp_wire`): the
+    /// same unary call the generated client makes, with a codec that writes the bytes as they are.
+    pub fn export_traces(&self, encoded: Vec<u8>) -> Result<(), String> {
         let gzip = self.gzip;
-        self.run(|ch| async move {
-            let mut client = TraceServiceClient::new(ch);
-            if gzip {
-                client = client.send_compressed(CompressionEncoding::Gzip);
+        self.run(|ch| {
+            let req = self.request(Encoded(encoded.clone()));
+            async move {
+                let mut grpc = tonic::client::Grpc::new(ch);
+                if gzip {
+                    grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+                }
+                grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                let codec = tonic_prost::ProstCodec::<Encoded, ExportTraceServiceResponse>::default();
+                let path = PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+                grpc.unary(req, path, codec).await
             }
-            client.export(req).await
         })
     }
 
     pub fn export_metrics(&self, msg: ExportMetricsServiceRequest) -> Result<(), String> {
-        let req = self.request(msg);
         let gzip = self.gzip;
-        self.run(|ch| async move {
-            let mut client = MetricsServiceClient::new(ch);
-            if gzip {
-                client = client.send_compressed(CompressionEncoding::Gzip);
+        self.run(|ch| {
+            let req = self.request(msg.clone());
+            async move {
+                let mut client = MetricsServiceClient::new(ch);
+                if gzip {
+                    client = client.send_compressed(CompressionEncoding::Gzip);
+                }
+                client.export(req).await
             }
-            client.export(req).await
+        })
+    }
+
+    pub fn export_logs(&self, msg: ExportLogsServiceRequest) -> Result<(), String> {
+        let gzip = self.gzip;
+        self.run(|ch| {
+            let req = self.request(msg.clone());
+            async move {
+                let mut client = LogsServiceClient::new(ch);
+                if gzip {
+                    client = client.send_compressed(CompressionEncoding::Gzip);
+                }
+                client.export(req).await
+            }
         })
     }
 
     pub fn target(&self) -> String {
         format!("OTLP/gRPC {}", self.endpoint)
+    }
+}
+
+/// The longest an export may spend waiting to retry (the spec's default `OTEL_BSP_EXPORT_TIMEOUT`).
+const RETRY_BUDGET: Duration = Duration::from_secs(30);
+
+/// The status codes the OTLP/gRPC specification lists as retryable.
+fn retryable(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(code, Cancelled | DeadlineExceeded | ResourceExhausted | Aborted | OutOfRange | Unavailable | DataLoss)
+}
+
+/// A protobuf message that is already bytes: encodes as itself; decoding skips everything (it is
+/// only ever sent).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Encoded(pub Vec<u8>);
+
+impl prost::Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.0);
+    }
+    fn merge_field(&mut self, tag: u32, wire_type: WireType, buf: &mut impl Buf, ctx: DecodeContext) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+    fn clear(&mut self) {
+        self.0.clear();
     }
 }

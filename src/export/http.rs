@@ -3,7 +3,11 @@
 
 use std::io::Write;
 
+use super::retry::{self, Retry};
 use crate::config::{Compression, OtlpConfig};
+
+/// The longest an export may spend waiting to retry (the spec's default `OTEL_BSP_EXPORT_TIMEOUT`).
+const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct HttpTransport {
     agent: ureq::Agent,
@@ -18,22 +22,34 @@ impl HttpTransport {
         HttpTransport { agent, url: c.endpoint.clone(), headers: c.headers.clone(), compression: c.compression }
     }
 
-    /// POST one protobuf-encoded export request.
+    /// POST one protobuf-encoded export request, retrying transient failures (see `retry`).
     pub fn post(&self, mut body: Vec<u8>) -> Result<(), String> {
-        let mut req = self.agent.post(&self.url).set("Content-Type", "application/x-protobuf");
-        for (k, v) in &self.headers {
-            req = req.set(k, v);
-        }
         if self.compression == Compression::Gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 2), flate2::Compression::fast());
             enc.write_all(&body).map_err(|e| e.to_string())?;
             body = enc.finish().map_err(|e| e.to_string())?;
-            req = req.set("Content-Encoding", "gzip");
         }
-        match req.send_bytes(&body) {
-            Ok(_) => Ok(()),
-            Err(ureq::Error::Status(code, _)) => Err(format!("HTTP {code}")),
-            Err(e) => Err(e.to_string()),
+        let mut retry = Retry::new(RETRY_BUDGET);
+        loop {
+            let mut req = self.agent.post(&self.url).set("Content-Type", "application/x-protobuf");
+            for (k, v) in &self.headers {
+                req = req.set(k, v);
+            }
+            if self.compression == Compression::Gzip {
+                req = req.set("Content-Encoding", "gzip");
+            }
+            let (error, retry_after) = match req.send_bytes(&body) {
+                Ok(_) => return Ok(()),
+                Err(ureq::Error::Status(code, resp)) if matches!(code, 429 | 502 | 503 | 504) => {
+                    (format!("HTTP {code}"), retry::parse_retry_after(resp.header("Retry-After")))
+                }
+                Err(ureq::Error::Status(code, _)) => return Err(format!("HTTP {code} (not retryable)")),
+                Err(e) => (e.to_string(), None),
+            };
+            match retry.next(retry_after) {
+                Some(wait) => std::thread::sleep(wait),
+                None => return Err(error),
+            }
         }
     }
 

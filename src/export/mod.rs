@@ -4,8 +4,12 @@
 pub mod console;
 pub mod grpc;
 pub mod http;
+pub mod logs;
 pub mod otlp;
+pub mod otlp_logs;
 pub mod otlp_metrics;
+pub mod otlp_wire;
+pub mod retry;
 
 use prost::Message;
 
@@ -43,6 +47,14 @@ impl Otlp {
         }
     }
 
+    pub fn export_logs(&self, batch: &[crate::logs::LogRecord], resource: &Resource) -> Result<(), String> {
+        let req = otlp_logs::encode_request(batch, resource);
+        match self {
+            Otlp::Http(t) => t.post(req.encode_to_vec()),
+            Otlp::Grpc(t) => t.export_logs(req),
+        }
+    }
+
     pub fn target(&self) -> String {
         match self {
             Otlp::Http(t) => t.target(),
@@ -53,10 +65,10 @@ impl Otlp {
 
 impl SpanExporter for Otlp {
     fn export(&mut self, batch: &[SpanRecord], resource: &Resource) -> Result<(), String> {
-        let req = otlp::encode_request(batch, resource);
+        let bytes = otlp_wire::encode_traces(batch, resource);
         match self {
-            Otlp::Http(t) => t.post(req.encode_to_vec()),
-            Otlp::Grpc(t) => t.export_traces(req),
+            Otlp::Http(t) => t.post(bytes),
+            Otlp::Grpc(t) => t.export_traces(bytes),
         }
     }
 

@@ -10,8 +10,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyIterator, PyString, PyTuple};
 
+use super::capi;
 use super::current;
-use super::guard::quietly;
+use super::guard::{self, quietly};
+use crate::config::TestFault;
 use super::span::Span;
 use crate::agent::{self, Agent};
 use crate::context::propagation::{self, Header};
@@ -38,10 +40,15 @@ pub struct WsgiMiddleware {
 #[pymethods]
 impl WsgiMiddleware {
     #[new]
-    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string()))]
-    fn new(app: Py<PyAny>, scope: String) -> Self {
-        let opts = Options { scope: Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) }, flask_route: false };
-        WsgiMiddleware { app, opts }
+    /// `flask=True`: the wrapped callable is a Flask app's `wsgi_app`; read its route template.
+    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false))]
+    fn new(app: Py<PyAny>, scope: String, flask: bool) -> Self {
+        let scope = match scope.as_str() {
+            "ferrotel.wsgi" => Scope::fixed("ferrotel.wsgi"),
+            "ferrotel.flask" => Scope::fixed("ferrotel.flask"),
+            _ => Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) },
+        };
+        WsgiMiddleware { app, opts: Options { scope, flask_route: flask } }
     }
 
     fn __call__(&self, py: Python<'_>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -52,24 +59,6 @@ impl WsgiMiddleware {
     #[getter]
     fn app(&self, py: Python<'_>) -> Py<PyAny> {
         self.app.clone_ref(py)
-    }
-}
-
-/// Installed by the Flask hook: `dispatch(app.wsgi_app, environ, start_response)`.
-#[pyclass(frozen, module = "ferrotel._native")]
-pub struct FlaskDispatch {
-    opts: Options,
-}
-
-#[pymethods]
-impl FlaskDispatch {
-    #[new]
-    fn new() -> Self {
-        FlaskDispatch { opts: Options { scope: Scope::fixed("ferrotel.flask"), flask_route: true } }
-    }
-
-    fn __call__(&self, py: Python<'_>, wsgi_app: Bound<'_, PyAny>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        handle(py, &wsgi_app, environ, start_response, &self.opts)
     }
 }
 
@@ -122,12 +111,15 @@ fn begin<'py>(
     start_response: &Bound<'py, PyAny>,
     opts: &Options,
 ) -> PyResult<(Bound<'py, Span>, Bound<'py, StartResponse>)> {
+    guard::inject(TestFault::Panic);
     let environ = environ.cast::<PyDict>()?;
     let mut found: Vec<(Header, String)> = Vec::new();
     for (header, key) in inbound_keys(py, agent) {
         if let Some(v) = environ.get_item(key.bind(py))? {
             if let Ok(s) = v.cast::<PyString>() {
-                found.push((*header, s.to_cow()?.into_owned()));
+                if let Some(v) = capi::utf8(s) {
+                    found.push((*header, v.to_string()));
+                }
             }
         }
     }
@@ -206,10 +198,7 @@ fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) ->
 
 fn get_str(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<String>> {
     match environ.get_item(key)? {
-        Some(v) => match v.cast::<PyString>() {
-            Ok(s) => Ok(Some(s.to_cow()?.into_owned())),
-            Err(_) => Ok(None),
-        },
+        Some(v) => Ok(v.cast::<PyString>().ok().and_then(|s| capi::utf8(s).map(str::to_string))),
         None => Ok(None),
     }
 }
@@ -237,9 +226,9 @@ fn request_attributes(environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyRe
     if full.is_empty() {
         full.push('/');
     }
-    rec.set(sc::URL_PATH, full);
+    rec.push(sc::URL_PATH, full);
     if let Some(q) = get(intern!(py, "QUERY_STRING"))?.filter(|q| !q.is_empty()) {
-        rec.set(sc::URL_QUERY, wsgi_to_utf8(q));
+        rec.push(sc::URL_QUERY, wsgi_to_utf8(q));
     }
     let scheme = get(intern!(py, "wsgi.url_scheme"))?.unwrap_or_else(|| "http".into());
     let (address, port) = match get(intern!(py, "HTTP_HOST"))? {
@@ -253,12 +242,12 @@ fn request_attributes(environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyRe
         ),
     };
     if !address.is_empty() {
-        rec.set(sc::SERVER_ADDRESS, address);
+        rec.push(sc::SERVER_ADDRESS, address);
         if let Some(p) = port {
-            rec.set(sc::SERVER_PORT, p as i64);
+            rec.push(sc::SERVER_PORT, p as i64);
         }
     }
-    rec.set(sc::URL_SCHEME, scheme);
+    rec.push(sc::URL_SCHEME, scheme);
     let forwarded = get(intern!(py, "HTTP_FORWARDED"))?;
     let xff = get(intern!(py, "HTTP_X_FORWARDED_FOR"))?;
     let client = match sc::forwarded_client(forwarded.as_deref(), xff.as_deref()) {
@@ -266,14 +255,14 @@ fn request_attributes(environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyRe
         None => get(intern!(py, "REMOTE_ADDR"))?,
     };
     if let Some(c) = client.filter(|c| !c.is_empty()) {
-        rec.set(sc::CLIENT_ADDRESS, c);
+        rec.push(sc::CLIENT_ADDRESS, c);
     }
     if let Some(ua) = get(intern!(py, "HTTP_USER_AGENT"))? {
-        rec.set(sc::USER_AGENT_ORIGINAL, ua);
+        rec.push(sc::USER_AGENT_ORIGINAL, ua);
     }
     if let Some(proto) = get(intern!(py, "SERVER_PROTOCOL"))? {
         if let Some(v) = sc::protocol_version(&proto) {
-            rec.set(sc::NETWORK_PROTOCOL_VERSION, v.to_string());
+            rec.push(sc::NETWORK_PROTOCOL_VERSION, v.to_string());
         }
     }
     Ok(())
@@ -304,7 +293,8 @@ impl StartResponse {
     #[pyo3(signature = (status, headers, *exc_info))]
     fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         quietly("the WSGI start_response hook", || {
-            let code = status.cast::<PyString>().ok().map(|s| s.to_cow().map(|c| sc::status_code(&c))).transpose()?.flatten();
+            guard::inject(TestFault::StartResponse);
+            let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(sc::status_code));
             let route = match &self.environ {
                 Some(env) => flask_route(env.bind(py))?,
                 None => None,
@@ -370,6 +360,10 @@ impl ResponseBody {
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        quietly("the WSGI body hook", || {
+            guard::inject(TestFault::Body);
+            Ok(())
+        });
         let body = self.body.bind(py);
         let closed = match body.getattr_opt(intern!(py, "close")) {
             Ok(Some(close)) => close.call0().map(drop),

@@ -2,6 +2,7 @@
 //! not, filtered or not) after enrichment, so counts equal requests served.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use super::snapshot::{Counter, Gauge, Histogram, Labels, Snapshot};
 use super::{active, DURATION_BOUNDS};
@@ -9,21 +10,93 @@ use crate::processors::{errors, slow};
 use crate::semconv as sc;
 use crate::span::{now_ns, SpanKind, SpanRecord, Value};
 
+/// Series found by a fingerprint of their label values, so observing a span allocates nothing
+/// once its series exists (the hot case); the labels are built only for a new series.
+struct Series<T> {
+    index: HashMap<u64, Vec<usize>>,
+    items: Vec<(Labels, T)>,
+}
+
+impl<T: Default> Default for Series<T> {
+    fn default() -> Self {
+        Series { index: HashMap::new(), items: Vec::new() }
+    }
+}
+
+/// A label value as the span holds it (status codes are integers).
+enum Lv<'a> {
+    Str(&'a str),
+    Int(i64),
+}
+
+fn value<'a>(span: &'a SpanRecord, key: &str) -> Option<Lv<'a>> {
+    match span.get(key)? {
+        Value::Str(s) => Some(Lv::Str(s)),
+        Value::Int(i) => Some(Lv::Int(*i)),
+        _ => None,
+    }
+}
+
+fn same(stored: &str, v: &Lv<'_>) -> bool {
+    match v {
+        Lv::Str(s) => stored == *s,
+        Lv::Int(i) => stored.parse::<i64>().ok() == Some(*i),
+    }
+}
+
+impl<T: Default> Series<T> {
+    /// The series for these (key, value) pairs (keys in sorted order; absent values skipped).
+    fn get(&mut self, pairs: &[(&'static str, Option<Lv<'_>>)]) -> &mut T {
+        let mut h = std::hash::DefaultHasher::new();
+        for (k, v) in pairs {
+            match v {
+                Some(Lv::Str(s)) => (k, 0u8, s).hash(&mut h),
+                Some(Lv::Int(i)) => (k, 1u8, i).hash(&mut h),
+                None => (k, 2u8).hash(&mut h),
+            }
+        }
+        let fp = h.finish();
+        let present = || pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v)));
+        let found = self.index.get(&fp).and_then(|slots| {
+            slots.iter().copied().find(|&i| {
+                let labels = &self.items[i].0;
+                labels.len() == present().count() && labels.iter().zip(present()).all(|((lk, lv), (k, v))| lk == k && same(lv, v))
+            })
+        });
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let labels: Labels = present()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Lv::Str(s) => s.to_string(),
+                            Lv::Int(i) => i.to_string(),
+                        };
+                        (k.to_string(), v)
+                    })
+                    .collect();
+                self.items.push((labels, T::default()));
+                self.index.entry(fp).or_default().push(self.items.len() - 1);
+                self.items.len() - 1
+            }
+        };
+        &mut self.items[i].1
+    }
+}
+
+#[derive(Default)]
+struct Buckets {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
 #[derive(Default)]
 pub struct Red {
     start_ns: u64,
-    durations: HashMap<Labels, Histogram>,
-    slow: HashMap<Labels, u64>,
-    errors: HashMap<Labels, u64>,
-}
-
-fn label(span: &SpanRecord, key: &'static str, out: &mut Labels) {
-    let v = match span.get(key) {
-        Some(Value::Str(s)) => s.clone(),
-        Some(Value::Int(i)) => i.to_string(),
-        _ => return,
-    };
-    out.push((key.to_string(), v));
+    durations: Series<Buckets>,
+    slow: Series<u64>,
+    errors: Series<u64>,
 }
 
 impl Red {
@@ -36,41 +109,42 @@ impl Red {
             return;
         }
         let seconds = span.end_ns.saturating_sub(span.start_ns) as f64 / 1e9;
-        let mut labels = Labels::with_capacity(5);
-        for key in [sc::ERROR_TYPE, sc::HTTP_REQUEST_METHOD, sc::HTTP_RESPONSE_STATUS_CODE, sc::HTTP_ROUTE, sc::URL_SCHEME] {
-            label(span, key, &mut labels); // already in key order
+        let keys = [sc::ERROR_TYPE, sc::HTTP_REQUEST_METHOD, sc::HTTP_RESPONSE_STATUS_CODE, sc::HTTP_ROUTE, sc::URL_SCHEME];
+        let pairs = keys.map(|k| (k, value(span, k)));
+        let h = self.durations.get(&pairs);
+        if h.counts.is_empty() {
+            h.counts = vec![0; DURATION_BOUNDS.len() + 1];
         }
-        let h = self.durations.entry(labels).or_insert_with_key(|l| Histogram {
-            labels: l.clone(),
-            counts: vec![0; DURATION_BOUNDS.len() + 1],
-            ..Default::default()
-        });
         let bucket = DURATION_BOUNDS.iter().position(|b| seconds <= *b).unwrap_or(DURATION_BOUNDS.len());
         h.counts[bucket] += 1;
         h.sum += seconds;
         h.count += 1;
-        let mut route = Labels::with_capacity(3);
-        label(span, sc::HTTP_REQUEST_METHOD, &mut route);
-        label(span, sc::HTTP_ROUTE, &mut route);
         if slow::is_slow(span) {
-            *self.slow.entry(route.clone()).or_default() += 1;
+            *self.slow.get(&[(sc::HTTP_REQUEST_METHOD, value(span, sc::HTTP_REQUEST_METHOD)), (sc::HTTP_ROUTE, value(span, sc::HTTP_ROUTE))]) += 1;
         }
         if errors::is_error(span) {
-            let mut l = route;
-            label(span, sc::ERROR_TYPE, &mut l);
-            l.sort();
-            *self.errors.entry(l).or_default() += 1;
+            let pairs = [
+                (sc::ERROR_TYPE, value(span, sc::ERROR_TYPE)),
+                (sc::HTTP_REQUEST_METHOD, value(span, sc::HTTP_REQUEST_METHOD)),
+                (sc::HTTP_ROUTE, value(span, sc::HTTP_ROUTE)),
+            ];
+            *self.errors.get(&pairs) += 1;
         }
     }
 
     /// Cumulative values now (the active gauge is read from the request-thread counters).
     pub fn snapshot(&self) -> Snapshot {
-        let counters = |m: &HashMap<Labels, u64>| {
-            let mut v: Vec<Counter> = m.iter().map(|(l, n)| Counter { labels: l.clone(), value: *n }).collect();
+        let counters = |m: &Series<u64>| {
+            let mut v: Vec<Counter> = m.items.iter().map(|(l, n)| Counter { labels: l.clone(), value: *n }).collect();
             v.sort_by(|a, b| a.labels.cmp(&b.labels));
             v
         };
-        let mut durations: Vec<Histogram> = self.durations.values().cloned().collect();
+        let mut durations: Vec<Histogram> = self
+            .durations
+            .items
+            .iter()
+            .map(|(l, b)| Histogram { labels: l.clone(), counts: b.counts.clone(), sum: b.sum, count: b.count })
+            .collect();
         durations.sort_by(|a, b| a.labels.cmp(&b.labels));
         let active = active::read()
             .into_iter()

@@ -2,6 +2,8 @@
 //! method is in `FERROTEL_FILTER_METHODS`, or whose attribute equals (glob) a
 //! `FERROTEL_FILTER_ATTRIBUTES` value are not exported. Metrics still count them.
 
+use std::borrow::Cow;
+
 use super::{glob, DropReason, SpanProcessor};
 use crate::config::ProcessingConfig;
 use crate::semconv as sc;
@@ -23,14 +25,15 @@ impl Filter {
     }
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
+/// The attribute as text to match a glob against (borrowed for strings, the common case).
+fn text(v: Option<&Value>) -> Option<Cow<'_, str>> {
     match v? {
-        Value::Str(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::F64(f) => Some(f.to_string()),
-        Value::StrArray(a) => Some(a.join(",")),
-        other => Some(format!("{other:?}")),
+        Value::Str(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Int(i) => Some(Cow::Owned(i.to_string())),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::F64(f) => Some(Cow::Owned(f.to_string())),
+        Value::StrArray(a) => Some(Cow::Owned(a.join(","))),
+        other => Some(Cow::Owned(format!("{other:?}"))),
     }
 }
 
@@ -38,7 +41,7 @@ impl SpanProcessor for Filter {
     fn process(&self, span: &mut SpanRecord) -> Result<(), DropReason> {
         let targets = [text(span.get(sc::HTTP_ROUTE)), text(span.get(sc::URL_PATH))];
         let route_hit = targets.iter().flatten().any(|t| self.routes.iter().any(|g| glob::matches(g, t)));
-        let method_hit = text(span.get(sc::HTTP_REQUEST_METHOD)).is_some_and(|m| self.methods.contains(&m));
+        let method_hit = text(span.get(sc::HTTP_REQUEST_METHOD)).is_some_and(|m| self.methods.iter().any(|x| *x == m));
         let attr_hit = self.attributes.iter().any(|(k, g)| text(span.get(k)).is_some_and(|v| glob::matches(g, &v)));
         if route_hit || method_hit || attr_hit {
             Err(DropReason::Filtered)

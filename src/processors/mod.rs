@@ -4,6 +4,8 @@
 //! 2. `attributes` — add the configured custom attributes;
 //! 3. `slow`       — flag spans over the (global or per-route) threshold;
 //! 4. `errors`     — enrich error spans so they can be searched and alerted on;
+//!    `limits`     — the specification's attribute/event/link limits, last, so nothing exported
+//!    exceeds them;
 //!    (the RED metrics observe every span here, before anything is dropped)
 //! 5. `filter`     — drop noise (health checks, methods, attribute values) from the traces;
 //! 6. `sampling`   — the tail half of "keep errors and slow": decide spans the head sampler
@@ -14,6 +16,7 @@
 mod attributes;
 pub mod errors;
 mod filter;
+mod limits;
 pub mod glob;
 mod redact;
 mod sampling;
@@ -40,7 +43,7 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn new(c: &ProcessingConfig) -> Self {
+    pub fn new(c: &ProcessingConfig, limits: &crate::config::limits::Limits) -> Self {
         let mut enrich: Vec<Box<dyn SpanProcessor>> = Vec::new();
         if !c.redact_query_keys.is_empty() || !c.redact_headers.is_empty() {
             enrich.push(Box::new(redact::Redact::new(c)));
@@ -50,6 +53,7 @@ impl Chain {
         }
         enrich.push(Box::new(slow::Slow::new(c)));
         enrich.push(Box::new(errors::ErrorEnrichment));
+        enrich.push(Box::new(limits::SpanLimits::new(limits)));
         let mut decide: Vec<Box<dyn SpanProcessor>> = Vec::new();
         let filter = filter::Filter::new(c);
         if !filter.is_empty() {

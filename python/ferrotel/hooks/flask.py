@@ -1,31 +1,58 @@
-"""Flask: every ``Flask`` app (created before or after this runs) becomes traced.
+"""Flask: every ``Flask`` app becomes traced.
 
-``Flask.__call__`` hands the request to the native dispatcher, which times it, reads the route
-template and ends the span when the response body is closed. ``Flask.handle_exception`` (called
-only for unhandled exceptions) records the exception on the active span before Flask turns it
-into a 500.
+Each app gets the native middleware as its *instance* attribute ``wsgi_app`` when it is created
+(``Flask.__init__`` is wrapped): ``Flask.__call__`` already looks ``self.wsgi_app`` up, so a
+request costs no extra Python frame. The middleware reads the route template while Flask's
+request context is alive and ends the span when the response body is closed.
+``Flask.handle_exception`` (called only for unhandled exceptions) records the exception on the
+active span before Flask turns it into a 500.
+
+Apps created before the hook (Flask imported before the agent started, which the bootstrap
+normally prevents) are reached through ``Flask.__call__`` instead, at the cost of a Python frame.
 """
 
-from ferrotel import _native
+from ferrotel import _importhook, _native
 
-_dispatch = _native.FlaskDispatch()
+SCOPE = "ferrotel.flask"
+
+
+def _wrap(app):
+    current = app.__dict__.get("wsgi_app")
+    if not isinstance(current, _native.WsgiMiddleware):
+        app.wsgi_app = _native.WsgiMiddleware(current if current is not None else app.wsgi_app, SCOPE, True)
 
 
 def instrument(flask):
     cls = flask.Flask
     if getattr(cls, "_ferrotel_instrumented", False):
         return
+    original_init = cls.__init__
     original_handle_exception = cls.handle_exception
 
-    def __call__(self, environ, start_response):
-        return _dispatch(self.wsgi_app, environ, start_response)
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        try:
+            _wrap(self)
+        except Exception:  # never cost the app its construction
+            pass
 
     def handle_exception(self, e):
         _native.record_exception(e)
         return original_handle_exception(self, e)
 
-    __call__.__doc__ = cls.__call__.__doc__
+    __init__.__wrapped__ = original_init
+    __init__.__doc__ = original_init.__doc__
     handle_exception.__wrapped__ = original_handle_exception
-    cls.__call__ = __call__
+    cls.__init__ = __init__
     cls.handle_exception = handle_exception
+    if _importhook.preexisting:
+        original_call = cls.__call__
+
+        def __call__(self, environ, start_response):
+            if "wsgi_app" not in self.__dict__:
+                _wrap(self)
+            return original_call(self, environ, start_response)
+
+        __call__.__wrapped__ = original_call
+        cls.__call__ = __call__
     cls._ferrotel_instrumented = True
