@@ -1,0 +1,109 @@
+"""Per-request cost in-process: the Flask test app called through WSGI in a loop.
+
+Run by the orchestrator (and by profile_inprocess.py) with the configuration's interpreter and
+environment: the agent, if any, is loaded by the injected sitecustomize before this runs, and
+hooks Flask when tests/app/app.py imports it, as in any application.
+
+Each route gets `--warmup` requests, then `--chunks` timed chunks of `--requests`/`--chunks`
+requests; routes alternate chunk by chunk so that noise hits both alike. One request is what a
+WSGI server does: a fresh copy of a precomputed environ, ``app(environ, start_response)``, the
+body iterated and ``close()``d (which is what ends a span). Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "app"))
+
+from app import app  # noqa: E402  (imports flask: the agent's import hook fires here)
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+HEADERS = {"User-Agent": "ferrotel-bench/1", "Accept": "*/*"}
+
+
+def make_environ(path: str) -> dict:
+    builder = EnvironBuilder(path=path, base_url="http://127.0.0.1:8000", headers=HEADERS)
+    try:
+        environ = builder.get_environ()
+    finally:
+        builder.close()
+    environ["REMOTE_ADDR"] = "127.0.0.1"
+    environ["REMOTE_PORT"] = "54321"
+    return environ
+
+
+_status = []
+
+
+def start_response(status, headers, exc_info=None):
+    _status.append(status)
+    return None
+
+
+def check(path: str, environ: dict) -> str:
+    """One request whose status and body are checked (also a first warm-up)."""
+    _status.clear()
+    body = app(environ.copy(), start_response)
+    try:
+        data = b"".join(body)
+    finally:
+        if hasattr(body, "close"):
+            body.close()
+    if not _status or not _status[0].startswith("200"):
+        raise SystemExit(f"inprocess: {path} answered {_status} {data[:200]!r}")
+    return _status[0]
+
+
+def loop(environ: dict, n: int) -> int:
+    """n requests; returns elapsed ns."""
+    copy = environ.copy
+    sr = start_response
+    status = _status
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        body = app(copy(), sr)
+        for _chunk in body:
+            pass
+        body.close()
+    elapsed = time.perf_counter_ns() - t0
+    status.clear()  # start_response appends; keep the list from growing without bound
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--routes", nargs="+", default=["/", "/users/42"])
+    ap.add_argument("--requests", type=int, default=5000, help="timed requests per route")
+    ap.add_argument("--chunks", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=300)
+    args = ap.parse_args()
+
+    environs = {route: make_environ(route) for route in args.routes}
+    sent = {route: 0 for route in args.routes}
+    for route, environ in environs.items():
+        check(route, environ)
+        sent[route] += 1
+        loop(environ, args.warmup)
+        sent[route] += args.warmup
+
+    per_chunk = max(1, args.requests // args.chunks)
+    chunks_us = {route: [] for route in args.routes}
+    for _ in range(args.chunks):
+        for route, environ in environs.items():
+            ns = loop(environ, per_chunk)
+            sent[route] += per_chunk
+            chunks_us[route].append(ns / per_chunk / 1000.0)
+
+    agents = {name: name in sys.modules for name in ("ferrotel._native", "opentelemetry.instrumentation.flask")}
+    print(json.dumps({"chunks_us": chunks_us, "sent": sent, "total_sent": sum(sent.values()), "agents": agents}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
