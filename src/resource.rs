@@ -36,6 +36,9 @@ impl Resource {
         if let Some(host) = hostname() {
             attrs.push(("host.name".into(), host.into()));
         }
+        if let Some(id) = container_id() {
+            attrs.push(("container.id".into(), id.into()));
+        }
         attrs.retain(|(_, v)| !matches!(v, Value::Str(s) if s.is_empty()));
         let mut set = |k: String, v: String| match attrs.iter_mut().find(|(ek, _)| *ek == k) {
             Some(slot) => slot.1 = Value::Str(v),
@@ -47,12 +50,41 @@ impl Resource {
         if let Some(name) = &config.service_name {
             set("service.name".into(), name.clone());
         }
+        // One per process unless the user (or the Operator) chose one: a forked worker builds its
+        // resource in its own export thread, so it gets its own id.
+        if !attrs.iter().any(|(k, _)| k == "service.instance.id") {
+            attrs.push(("service.instance.id".into(), Value::Str(uuid_v4())));
+        }
         Resource { attributes: attrs }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
+}
+
+fn uuid_v4() -> String {
+    let (a, b) = (crate::context::SpanId::random().0, crate::context::SpanId::random().0);
+    let mut u = [0u8; 16];
+    u[..8].copy_from_slice(&a);
+    u[8..].copy_from_slice(&b);
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// The container id from `/proc/self/cgroup` (a 64-hex-digit path segment, as Docker,
+/// containerd and CRI-O name them), when running in one.
+fn container_id() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    container_id_from(&text)
+}
+
+fn container_id_from(cgroup: &str) -> Option<String> {
+    cgroup.lines().find_map(|line| {
+        line.rsplit('/').flat_map(|seg| seg.split(['-', '.', ':'])).find(|part| part.len() == 64 && part.bytes().all(|c| c.is_ascii_hexdigit())).map(str::to_string)
+    })
 }
 
 fn hostname() -> Option<String> {
@@ -84,6 +116,19 @@ mod tests {
         assert_eq!(r.get("process.pid"), Some(&Value::Int(std::process::id() as i64)));
         assert_eq!(r.get("telemetry.sdk.name"), Some(&Value::Str("ferrotel".into())));
         assert!(r.get("process.executable.path").is_none(), "empty values are left out");
+    }
+
+    #[test]
+    fn container_ids_and_instance_ids() {
+        let id = "a".repeat(64);
+        assert_eq!(container_id_from(&format!("0::/system.slice/docker-{id}.scope")), Some(id.clone()));
+        assert_eq!(container_id_from(&format!("12:pids:/kubepods/besteffort/pod1/{id}")), Some(id));
+        assert_eq!(container_id_from("0::/user.slice/session-3.scope"), None);
+        let r = Resource::build(&Config::from_lookup(|_| None), &Runtime::default());
+        let Some(Value::Str(a)) = r.get("service.instance.id") else { panic!("no instance id") };
+        assert_eq!(a.len(), 36);
+        let again = Resource::build(&Config::from_lookup(|_| None), &Runtime::default());
+        assert_ne!(again.get("service.instance.id"), r.get("service.instance.id"));
     }
 
     #[test]
