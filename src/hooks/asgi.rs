@@ -1,0 +1,666 @@
+//! ASGI server spans, in Rust: one SERVER span per HTTP request of any ASGI 3 application.
+//!
+//! `AsgiMiddleware(app)` is an ASGI app. For an `http` scope it reads the request from the scope
+//! (method, path, headers — one pass over the header list), starts the span, wraps `send` and
+//! returns an `AsgiRequest`: a native awaitable that drives the app's coroutine step by step. No
+//! Python coroutine frame is added: the awaitable makes the span current (ferrotel's ContextVar)
+//! on its first step, in the task that awaits it, and restores the previous value when the app
+//! returns, so every `await`, task and thread-pool call of the request sees the span, and
+//! concurrent requests (each its own asyncio task) never see each other's. `websocket` and
+//! `lifespan` scopes, and scopes already traced by an outer ferrotel wrapper, pass straight
+//! through (the app's own coroutine is returned).
+//!
+//! The `send` wrapper records the status and the route template at `http.response.start`
+//! (Starlette/FastAPI leave the matched route in `scope["route"]`; mounts extend
+//! `scope["root_path"]`), and the time of the last body chunk. The span ends when the app
+//! returns — so an exception Starlette re-raises after sending its 500 page is still recorded —
+//! with its end time set to the last body chunk, so streamed responses are timed to the end of
+//! the body and background tasks do not count as request time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pyo3::exceptions::{PyException, PyStopIteration};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyString, PyTuple};
+
+use super::current;
+use super::guard::quietly;
+use super::span::Span;
+use crate::agent::{self, Agent};
+use crate::context::propagation::{self, Header};
+use crate::context::TraceId;
+use crate::metrics::active;
+use crate::sampler::Sampler;
+use crate::semconv as sc;
+use crate::span::{now_ns, Scope, SpanKind, SpanRecord, Value};
+
+/// The UTF-8 text of a Python string, borrowed (owned only for strings with lone surrogates).
+fn text<'a>(s: &'a Bound<'_, PyString>) -> std::borrow::Cow<'a, str> {
+    match super::capi::utf8(s) {
+        Some(t) => std::borrow::Cow::Borrowed(t),
+        None => std::borrow::Cow::Owned(s.to_string_lossy().into_owned()),
+    }
+}
+
+/// `scope[key]` when it is a str.
+fn get_str<'py>(scope: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyString>>> {
+    Ok(scope.get_item(key)?.and_then(|v| v.cast_into::<PyString>().ok()))
+}
+
+/// The scope key under which the request's span is kept: marks the scope as traced (nested
+/// wrappers pass through) and lets framework hooks find the server span.
+const SCOPE_KEY: &str = "ferrotel.span";
+
+/// ASGI middleware: `AsgiMiddleware(app)` is an ASGI 3 app that traces every HTTP request to `app`.
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct AsgiMiddleware {
+    app: Py<PyAny>,
+    scope: Scope,
+}
+
+#[pymethods]
+impl AsgiMiddleware {
+    #[new]
+    #[pyo3(signature = (app, scope = "ferrotel.asgi".to_string()))]
+    fn new(app: Py<PyAny>, scope: String) -> Self {
+        AsgiMiddleware { app, scope: Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) } }
+    }
+
+    fn __call__(&self, py: Python<'_>, scope: Bound<'_, PyAny>, receive: Bound<'_, PyAny>, send: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let app = self.app.bind(py);
+        let begun = match agent::get() {
+            Some(agent) => quietly("the ASGI hook", || begin(py, agent, &scope, &send, &self.scope)).flatten(),
+            None => None,
+        };
+        let Some((span, wrapped_send)) = begun else {
+            return Ok(app.call1((scope, receive, send))?.unbind());
+        };
+        match app.call1((scope, receive, wrapped_send.clone())) {
+            Ok(coro) => Ok(Py::new(py, AsgiRequest { coro: coro.unbind(), iter: None, span: span.unbind(), send: wrapped_send.unbind(), token: None, done: false })?.into_any()),
+            Err(err) => {
+                // The app raised before returning an awaitable (not an ASGI 3 coroutine function).
+                quietly("the ASGI hook", || {
+                    complete(py, span.get(), wrapped_send.get(), Some(&err));
+                    Ok(())
+                });
+                Err(err)
+            }
+        }
+    }
+
+    /// The wrapped application.
+    #[getter]
+    fn app(&self, py: Python<'_>) -> Py<PyAny> {
+        self.app.clone_ref(py)
+    }
+}
+
+/// `Some((span, send wrapper))` when this call is an HTTP request to trace; `None` to pass through.
+fn begin<'py>(
+    py: Python<'py>,
+    agent: &Agent,
+    scope: &Bound<'py, PyAny>,
+    send: &Bound<'py, PyAny>,
+    span_scope: &Scope,
+) -> PyResult<Option<(Bound<'py, Span>, Bound<'py, AsgiSend>)>> {
+    let Ok(scope) = scope.cast::<PyDict>() else { return Ok(None) };
+    match scope.get_item(intern!(py, "type"))? {
+        Some(t) if t.eq(intern!(py, "http"))? => {}
+        _ => return Ok(None), // websocket, lifespan, anything else: untraced
+    }
+    let key = intern!(py, SCOPE_KEY);
+    if scope.contains(key)? {
+        return Ok(None); // an outer ferrotel wrapper already traces this request
+    }
+    let headers = read_headers(py, agent, scope)?;
+    let extracted = propagation::extract(&agent.propagators, |h| headers.propagation.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
+    let parent = extracted.parent.as_ref();
+    let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
+    let head = agent.sampler.decide(parent, trace_id);
+    let recording = agent.records(head);
+    let mut rec = SpanRecord::start(String::new(), SpanKind::Server, span_scope.clone(), parent, trace_id, head);
+    let mut slot = None;
+    if recording {
+        request_attributes(scope, headers, &mut rec)?;
+        if agent.metrics {
+            let text = |k| match rec.get(k) {
+                Some(Value::Str(s)) => s.as_str(),
+                _ => "",
+            };
+            slot = Some(active::enter(text(sc::HTTP_REQUEST_METHOD), text(sc::URL_SCHEME)));
+        }
+    }
+    let span = Bound::new(py, Span::new(rec, extracted.baggage, recording, slot))?;
+    scope.set_item(key, &span)?;
+    // FastAPI 0.16x ships its own OpenTelemetry middleware and decides per request whether an
+    // OpenTelemetry provider is configured (~30k instructions, measured). This key is its own
+    // "not here" marker: set by a wrapper outside the app (uvicorn, hypercorn), the request keeps
+    // one SERVER span -- also when the app configured an SDK of its own -- and skips that check.
+    let fastapi = intern!(py, "fastapi.telemetry");
+    if !scope.contains(fastapi)? {
+        scope.set_item(fastapi, py.None())?;
+    }
+    let wrapped = AsgiSend {
+        inner: send.clone().unbind(),
+        span: span.clone().unbind(),
+        scope: recording.then(|| scope.clone().unbind()),
+        capture: recording && !agent.capture_response_headers.is_empty(),
+        response_end_ns: AtomicU64::new(0),
+        started: std::sync::atomic::AtomicBool::new(false),
+    };
+    Ok(Some((span, Bound::new(py, wrapped)?)))
+}
+
+/// The request headers a span needs, found in one pass over `scope["headers"]`.
+#[derive(Default)]
+struct RequestHeaders {
+    propagation: Vec<(Header, String)>,
+    host: Option<String>,
+    user_agent: Option<String>,
+    forwarded: Option<String>,
+    x_forwarded_for: Option<String>,
+    /// `(index into agent.capture_request_headers, value)`.
+    captured: Vec<(usize, String)>,
+}
+
+fn push_joined(slot: &mut Option<String>, value: String) {
+    match slot {
+        Some(v) => {
+            v.push(',');
+            v.push_str(&value);
+        }
+        None => *slot = Some(value),
+    }
+}
+
+fn read_headers(py: Python<'_>, agent: &Agent, scope: &Bound<'_, PyDict>) -> PyResult<RequestHeaders> {
+    let mut out = RequestHeaders::default();
+    let Some(headers) = scope.get_item(intern!(py, "headers"))? else { return Ok(out) };
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value) = match item.cast::<PyTuple>() {
+            Ok(t) if t.len() == 2 => (t.get_item(0)?, t.get_item(1)?),
+            _ => (item.get_item(0)?, item.get_item(1)?),
+        };
+        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else { continue };
+        let name = name.as_bytes();
+        let text = || String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match name {
+            b"host" => out.host = Some(text()),
+            b"user-agent" => out.user_agent = Some(text()),
+            b"forwarded" => push_joined(&mut out.forwarded, text()),
+            b"x-forwarded-for" => push_joined(&mut out.x_forwarded_for, text()),
+            _ => {}
+        }
+        if let Some(h) = agent.inbound_headers.iter().find(|h| h.name().as_bytes() == name) {
+            match out.propagation.iter_mut().find(|(k, _)| k == h) {
+                Some((_, v)) => {
+                    v.push(',');
+                    v.push_str(&text());
+                }
+                None => out.propagation.push((*h, text())),
+            }
+        }
+        if !agent.capture_request_headers.is_empty() {
+            if let Some(i) = agent.capture_request_headers.iter().position(|c| c.as_bytes() == name) {
+                out.captured.push((i, text()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `(host, port)` from a scope's `server` / `client` entry.
+fn address(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<(String, Option<i64>)>> {
+    let Some(v) = scope.get_item(key)?.filter(|v| !v.is_none()) else { return Ok(None) };
+    let (host, port) = match v.cast::<PyTuple>() {
+        Ok(t) if t.len() == 2 => (t.get_item(0)?, t.get_item(1)?),
+        _ => (v.get_item(0)?, v.get_item(1)?),
+    };
+    let Ok(host) = host.cast::<PyString>() else { return Ok(None) };
+    Ok(Some((text(host).into_owned(), port.extract::<i64>().ok())))
+}
+
+fn request_attributes(scope: &Bound<'_, PyDict>, headers: RequestHeaders, rec: &mut SpanRecord) -> PyResult<()> {
+    let py = scope.py();
+    match get_str(scope, intern!(py, "method"))? {
+        Some(m) => sc::set_method(rec, &text(&m)),
+        None => sc::set_method(rec, "GET"),
+    }
+    // ASGI's `path` includes `root_path` (servers before the 2023 spec change left it out).
+    let root = get_str(scope, intern!(py, "root_path"))?;
+    let root = root.as_ref().map(text).unwrap_or_default();
+    let path = get_str(scope, intern!(py, "path"))?;
+    let path = path.as_ref().map(text).unwrap_or_default();
+    let full = if path.is_empty() && root.is_empty() {
+        "/".to_string()
+    } else if !root.is_empty() && !path.starts_with(&*root) {
+        format!("{root}{path}")
+    } else {
+        path.into_owned()
+    };
+    rec.set(sc::URL_PATH, full);
+    if let Some(q) = scope.get_item(intern!(py, "query_string"))? {
+        if let Ok(q) = q.cast::<PyBytes>() {
+            if !q.as_bytes().is_empty() {
+                rec.set(sc::URL_QUERY, String::from_utf8_lossy(q.as_bytes()).into_owned());
+            }
+        }
+    }
+    let scheme = get_str(scope, intern!(py, "scheme"))?;
+    let scheme = scheme.as_ref().map(text).unwrap_or(std::borrow::Cow::Borrowed("http"));
+    let (server, port) = match headers.host.as_deref() {
+        Some(host) => {
+            let (a, p) = sc::split_host(host);
+            (Some(a.to_string()), p.or_else(|| sc::default_port(&scheme)).map(i64::from))
+        }
+        None => match address(scope, intern!(py, "server"))? {
+            Some((a, p)) => (Some(a), p),
+            None => (None, None),
+        },
+    };
+    if let Some(a) = server.filter(|a| !a.is_empty()) {
+        rec.set(sc::SERVER_ADDRESS, a);
+        if let Some(p) = port {
+            rec.set(sc::SERVER_PORT, p);
+        }
+    }
+    rec.set(sc::URL_SCHEME, scheme.into_owned());
+    let client = match sc::forwarded_client(headers.forwarded.as_deref(), headers.x_forwarded_for.as_deref()) {
+        Some(c) => Some(c),
+        None => address(scope, intern!(py, "client"))?.map(|(a, _)| a),
+    };
+    if let Some(c) = client.filter(|c| !c.is_empty()) {
+        rec.set(sc::CLIENT_ADDRESS, c);
+    }
+    if let Some(ua) = headers.user_agent {
+        rec.set(sc::USER_AGENT_ORIGINAL, ua);
+    }
+    if let Some(v) = get_str(scope, intern!(py, "http_version"))? {
+        let v = text(&v);
+        if !v.is_empty() {
+            rec.set(sc::NETWORK_PROTOCOL_VERSION, v.into_owned());
+        }
+    }
+    if !headers.captured.is_empty() {
+        if let Some(agent) = agent::get() {
+            for (i, value) in headers.captured {
+                let key = format!("http.request.header.{}", agent.capture_request_headers[i]);
+                match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, Value::StrArray(values))) => values.push(value),
+                    _ => rec.set(key, Value::StrArray(vec![value])),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The route template of a Starlette/FastAPI request, once the router has matched: the matched
+/// route's `path_format` under the mount prefixes the request went through (`root_path`).
+fn starlette_route(scope: &Bound<'_, PyDict>) -> PyResult<Option<String>> {
+    let py = scope.py();
+    let Some(route) = scope.get_item(intern!(py, "route"))? else { return Ok(None) };
+    let Some(format) = route.getattr_opt(intern!(py, "path_format"))? else { return Ok(None) };
+    let Ok(format) = format.cast::<PyString>() else { return Ok(None) };
+    let format = text(format);
+    let root = get_str(scope, intern!(py, "root_path"))?;
+    let root = root.as_ref().map(text).unwrap_or_default();
+    let root = root.trim_end_matches('/');
+    // A Mount left as the final route (its app has no router of its own: static files, a
+    // plain ASGI app): `root_path` already ends with the mount's prefix.
+    if format.ends_with("/{path}") && route.hasattr(intern!(py, "routes"))? {
+        return Ok(Some(format!("{root}/{{path}}")));
+    }
+    Ok(Some(format!("{root}{format}")))
+}
+
+/// Close an ASGI server span: status code rules and name; end time at the last body chunk.
+fn finish_at(end_ns: u64) -> impl FnOnce(&mut SpanRecord) {
+    move |rec| {
+        if end_ns != 0 {
+            rec.end_ns = end_ns.clamp(rec.start_ns, rec.end_ns);
+        }
+        let status = match rec.get(sc::HTTP_RESPONSE_STATUS_CODE) {
+            Some(Value::Int(c)) => Some(*c),
+            _ => None,
+        };
+        sc::finish_server_span(rec, status);
+    }
+}
+
+/// The app has returned (`err` None) or raised: record the failure, end the span.
+fn complete(py: Python<'_>, span: &Span, send: &AsgiSend, err: Option<&PyErr>) {
+    if let Some(err) = err {
+        // Cancellation and exits (CancelledError, GeneratorExit, ...) are not application errors.
+        if err.is_instance_of::<PyException>(py) {
+            span.record_exception(err.value(py).as_any());
+            if !send.started.load(Ordering::Relaxed) {
+                // No response started: the server answers 500 itself.
+                span.with(|rec| rec.set(sc::HTTP_RESPONSE_STATUS_CODE, 500i64));
+            }
+        }
+    }
+    span.end(finish_at(send.response_end_ns.load(Ordering::Relaxed)));
+}
+
+/// The `send` the app receives: observes the response messages, then calls the server's.
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct AsgiSend {
+    inner: Py<PyAny>,
+    span: Py<Span>,
+    /// The request scope (to read the route at response start); None when not recording.
+    scope: Option<Py<PyDict>>,
+    /// Response headers are to be captured.
+    capture: bool,
+    /// When the last body chunk was handed to the server (0: not yet).
+    response_end_ns: AtomicU64,
+    started: std::sync::atomic::AtomicBool,
+}
+
+#[pymethods]
+impl AsgiSend {
+    fn __call__(&self, py: Python<'_>, message: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if self.scope.is_some() {
+            quietly("the ASGI send hook", || self.observe(py, &message));
+        }
+        Ok(self.inner.bind(py).call1((message,))?.unbind())
+    }
+}
+
+impl AsgiSend {
+    fn observe(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Ok(message) = message.cast::<PyDict>() else { return Ok(()) };
+        let Some(kind) = message.get_item(intern!(py, "type"))? else { return Ok(()) };
+        if kind.eq(intern!(py, "http.response.body"))? {
+            let more = match message.get_item(intern!(py, "more_body"))? {
+                Some(m) => m.is_truthy()?,
+                None => false,
+            };
+            if !more {
+                let _ = self.response_end_ns.compare_exchange(0, now_ns(), Ordering::Relaxed, Ordering::Relaxed);
+            }
+        } else if kind.eq(intern!(py, "http.response.start"))? {
+            self.started.store(true, Ordering::Relaxed);
+            let status = message.get_item(intern!(py, "status"))?.and_then(|s| s.extract::<i64>().ok());
+            let route = match &self.scope {
+                Some(scope) => starlette_route(scope.bind(py))?,
+                None => None,
+            };
+            let headers = if self.capture { message.get_item(intern!(py, "headers"))? } else { None };
+            self.span
+                .get()
+                .with(|rec| {
+                    if let Some(c) = status {
+                        rec.set(sc::HTTP_RESPONSE_STATUS_CODE, c);
+                    }
+                    if let Some(r) = route {
+                        if rec.get(sc::HTTP_ROUTE).is_none() {
+                            rec.set(sc::HTTP_ROUTE, r);
+                        }
+                    }
+                    match headers {
+                        Some(h) => capture_response_headers(&h, rec),
+                        None => Ok(()),
+                    }
+                })
+                .unwrap_or(Ok(()))?;
+        } else if kind.eq(intern!(py, "http.response.pathsend"))? {
+            let _ = self.response_end_ns.compare_exchange(0, now_ns(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE` over ASGI's `[(name, value)]` bytes.
+fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
+    let Some(agent) = agent::get() else { return Ok(()) };
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value) = (item.get_item(0)?, item.get_item(1)?);
+        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else { continue };
+        let name = String::from_utf8_lossy(name.as_bytes()).to_ascii_lowercase();
+        if agent.capture_response_headers.contains(&name) {
+            let key = format!("http.response.header.{name}");
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, Value::StrArray(values))) => values.push(value),
+                _ => rec.set(key, Value::StrArray(vec![value])),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The awaitable one traced request returns: a coroutine (it has `__await__`, `send`, `throw`,
+/// `close`, so `asyncio.iscoroutine` accepts it) that delegates every step to the app's own.
+#[pyclass(module = "ferrotel._native")]
+pub struct AsgiRequest {
+    coro: Py<PyAny>,
+    /// `coro.__await__()`, taken on the first step.
+    iter: Option<Py<PyIterator>>,
+    span: Py<Span>,
+    send: Py<AsgiSend>,
+    /// The ContextVar token that restores the previous current span.
+    token: Option<Py<PyAny>>,
+    done: bool,
+}
+
+impl AsgiRequest {
+    /// On the first step: make the span current in the awaiting task's context, get the iterator.
+    fn iterator<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+        if let Some(it) = &self.iter {
+            return Ok(it.bind(py).clone());
+        }
+        self.token = quietly("the current-span store", || current::enter(py, self.span.bind(py))).flatten().map(Bound::unbind);
+        let coro = self.coro.bind(py);
+        let it = match coro.getattr_opt(intern!(py, "__await__"))? {
+            Some(await_) => await_.call0()?,
+            None => coro.clone(), // a generator-based coroutine
+        };
+        let it = it.try_iter()?;
+        self.iter = Some(it.clone().unbind());
+        Ok(it)
+    }
+
+    /// The app finished (`err` None), raised, or was closed: end the span, restore the context.
+    fn finish(&mut self, py: Python<'_>, err: Option<&PyErr>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        quietly("the ASGI hook", || {
+            complete(py, self.span.get(), self.send.get(), err);
+            Ok(())
+        });
+        if let Some(token) = self.token.take() {
+            current::exit(py, Some(token.into_bound(py)));
+        }
+    }
+
+    /// The result of a `send`/`throw` delegated to the app: a StopIteration ends the request.
+    fn settle(&mut self, py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        match result {
+            Ok(v) => Ok(v.unbind()),
+            Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
+                self.finish(py, None);
+                Err(err)
+            }
+            Err(err) => {
+                self.finish(py, Some(&err));
+                Err(err)
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl AsgiRequest {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let step = match self.iterator(py) {
+            Ok(mut it) => it.next(),
+            Err(e) => Some(Err(e)),
+        };
+        match step {
+            Some(Ok(v)) => Ok(Some(v.unbind())),
+            None => {
+                self.finish(py, None);
+                Ok(None)
+            }
+            Some(Err(err)) => {
+                self.finish(py, Some(&err));
+                Err(err)
+            }
+        }
+    }
+
+    fn send(&mut self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if value.is_none() {
+            return match self.__next__(py)? {
+                Some(v) => Ok(v),
+                None => Err(PyStopIteration::new_err(())),
+            };
+        }
+        if self.done {
+            return Err(PyStopIteration::new_err(()));
+        }
+        let result = match self.iterator(py) {
+            Ok(it) => it.call_method1(intern!(py, "send"), (value,)),
+            Err(e) => Err(e),
+        };
+        self.settle(py, result)
+    }
+
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(&mut self, py: Python<'_>, typ: Bound<'_, PyAny>, val: Option<Bound<'_, PyAny>>, tb: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let result = match (&self.iter, self.done) {
+            (Some(it), false) => {
+                let it = it.bind(py);
+                let name = intern!(py, "throw");
+                match (val, tb) {
+                    (None, None) => it.call_method1(name, (typ,)),
+                    (Some(v), None) => it.call_method1(name, (typ, v)),
+                    (v, Some(t)) => it.call_method1(name, (typ, v, t)),
+                }
+            }
+            // Not started (or already finished): raise it here, as a fresh coroutine would.
+            _ => {
+                let err = if typ.is_instance_of::<pyo3::types::PyType>() {
+                    match val {
+                        Some(v) if !v.is_none() => PyErr::from_value(typ.call1((v,))?),
+                        _ => PyErr::from_value(typ.call0()?),
+                    }
+                } else {
+                    PyErr::from_value(typ)
+                };
+                self.close(py)?;
+                return Err(err);
+            }
+        };
+        self.settle(py, result)
+    }
+
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        let closed = match &self.iter {
+            Some(it) => it.bind(py).call_method0(intern!(py, "close")).map(drop),
+            None => match self.coro.bind(py).getattr_opt(intern!(py, "close"))? {
+                Some(close) => close.call0().map(drop),
+                None => Ok(()),
+            },
+        };
+        self.finish(py, closed.as_ref().err());
+        closed
+    }
+}
+
+impl Drop for AsgiRequest {
+    fn drop(&mut self) {
+        if !self.done {
+            // Never awaited to the end: end the span with what it has.
+            let send = self.send.get();
+            self.span.get().end(finish_at(send.response_end_ns.load(Ordering::Relaxed)));
+        }
+    }
+}
+
+/// Set `http.route` on the server span of the current request (framework hooks whose router
+/// is only visible from Python call this, e.g. Django's resolver).
+pub fn set_server_route(py: Python<'_>, route: String) {
+    if let Some(span) = current::get(py) {
+        span.get().with(|rec| {
+            if rec.kind == SpanKind::Server {
+                rec.set(sc::HTTP_ROUTE, route);
+            }
+        });
+    }
+}
+
+/// `/` + Django's route under the script prefix (`request.path` minus `request.path_info`); a
+/// `re_path` pattern loses its anchors.
+fn django_template(path: &str, path_info: &str, route: &str) -> String {
+    let prefix = path.strip_suffix(path_info).unwrap_or("").trim_end_matches('/');
+    let mut tail = route.strip_prefix('^').unwrap_or(route);
+    for suffix in ["$", "\\Z"] {
+        tail = tail.strip_suffix(suffix).unwrap_or(tail);
+    }
+    let tail = tail.strip_prefix('/').unwrap_or(tail);
+    format!("{prefix}/{tail}")
+}
+
+/// Django's resolver route as `http.route`: `request.resolver_match.route` under the
+/// application's script prefix, with a leading slash (`/api/items/<int:item_id>`). A `re_path`
+/// pattern loses its `^`/`$` anchors.
+#[pyfunction]
+pub fn django_route(py: Python<'_>, request: Bound<'_, PyAny>, resolver_match: Bound<'_, PyAny>) {
+    quietly("the Django route hook", || {
+        let Some(route) = resolver_match.getattr_opt(intern!(py, "route"))?.filter(|r| !r.is_none()) else { return Ok(()) };
+        let route: String = route.extract()?;
+        let path: String = request.getattr(intern!(py, "path"))?.extract()?;
+        let path_info: String = request.getattr(intern!(py, "path_info"))?.extract()?;
+        set_server_route(py, django_template(&path, &path_info, &route));
+        Ok(())
+    });
+}
+
+/// Registered by `_native`'s module init.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AsgiMiddleware>()?;
+    m.add_class::<AsgiSend>()?;
+    m.add_class::<AsgiRequest>()?;
+    m.add_function(wrap_pyfunction!(django_route, m)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn django_routes_get_a_leading_slash_and_the_script_prefix() {
+        assert_eq!(django_template("/api/items/7", "/api/items/7", "api/items/<int:item_id>"), "/api/items/<int:item_id>");
+        assert_eq!(django_template("/", "/", ""), "/");
+        assert_eq!(django_template("/app/api/x", "/api/x", "api/x"), "/app/api/x");
+        assert_eq!(django_template("/legacy/2024/", "/legacy/2024/", "^legacy/(?P<year>[0-9]{4})/$"), "/legacy/(?P<year>[0-9]{4})/");
+        assert_eq!(django_template("/a", "/a", "a\\Z"), "/a");
+    }
+
+    #[test]
+    fn joins_repeated_headers() {
+        let mut slot = None;
+        push_joined(&mut slot, "a".into());
+        push_joined(&mut slot, "b".into());
+        assert_eq!(slot.as_deref(), Some("a,b"));
+    }
+}

@@ -1,0 +1,103 @@
+"""ASGI servers for the end-to-end suites: uvicorn, gunicorn with uvicorn workers, hypercorn.
+
+Each runs as a real subprocess in its own process group, logs to a file, and is killed with its
+group by `ServerLauncher.kill_all()` (fixture teardown). They reuse `GunicornApp`'s readiness
+probe (a bare TCP connect, so probing creates no spans), graceful stop and kill; only the command
+differs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from support.processes import VENV_BIN, GunicornApp, _gunicorn_extra_args, free_port
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+FASTAPI_DIR = TESTS_DIR / "app_fastapi"
+DJANGO_DIR = TESTS_DIR / "app_django"
+
+
+class _Server(GunicornApp):
+    """A server started from `command()`; `app_dir` is where the app is imported from."""
+
+    name = "server"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30) -> "_Server":
+        self.port = free_port()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                env=self.env,
+                cwd=str(self.app_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_listening(timeout)
+        return self
+
+    def failure_sections(self) -> list[tuple[str, str]]:
+        return [(f"{self.name} log ({self.log_path})", self.log_text())]
+
+
+class UvicornApp(_Server):
+    """``uvicorn --app-dir <app_dir> --host 127.0.0.1 --port <port> <app>`` (one process).
+
+    ``--app-dir`` puts the app's directory on sys.path when uvicorn starts -- after the agent's
+    start-up, as in a container whose code is imported relative to its working directory.
+    """
+
+    name = "uvicorn"
+
+    def command(self) -> list[str]:
+        return [
+            str(VENV_BIN / "uvicorn"), "--app-dir", str(self.app_dir),
+            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", self.app,
+        ]  # fmt: skip
+
+
+class GunicornUvicornApp(_Server):
+    """``gunicorn -k uvicorn_worker.UvicornWorker -w <workers> --chdir <app_dir> <app>`` (pre-fork)."""
+
+    name = "gunicorn (uvicorn workers)"
+
+    def command(self) -> list[str]:
+        return [
+            str(VENV_BIN / "gunicorn"), "--chdir", str(self.app_dir),
+            "-k", "uvicorn_worker.UvicornWorker", "-w", str(self.workers),
+            "-b", f"127.0.0.1:{self.port}", *_gunicorn_extra_args(), self.app,
+        ]  # fmt: skip
+
+
+class HypercornApp(_Server):
+    """``hypercorn --bind 127.0.0.1:<port> <app>`` run from `app_dir`."""
+
+    name = "hypercorn"
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "hypercorn"), "--bind", f"127.0.0.1:{self.port}", self.app]
+
+
+class ServerLauncher:
+    """Starts servers with logs under `log_dir`; `kill_all()` kills every one it started."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self.apps: list[GunicornApp] = []
+
+    def start(self, cls: type[GunicornApp], env: dict, **kwargs) -> GunicornApp:
+        app = cls(env, self.log_dir / f"{cls.__name__.lower()}-{len(self.apps)}.log", **kwargs)
+        self.apps.append(app)
+        return app.start()
+
+    def kill_all(self) -> None:
+        for app in self.apps:
+            app.kill()
+
+    def failure_sections(self) -> list[tuple[str, str]]:
+        return [section for app in self.apps for section in app.failure_sections()]
