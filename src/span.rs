@@ -125,6 +125,15 @@ pub struct SpanRecord {
     pub status: Status,
     pub scope: Scope,
     pub head: Head,
+    /// Attributes, events and links left out by the span limits.
+    pub dropped: Dropped,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    pub attributes: u32,
+    pub events: u32,
+    pub links: u32,
 }
 
 impl SpanRecord {
@@ -147,6 +156,7 @@ impl SpanRecord {
             status: Status::Unset,
             scope,
             head,
+            dropped: Dropped::default(),
         }
     }
 
@@ -167,6 +177,12 @@ impl SpanRecord {
             Some(slot) => slot.1 = value,
             None => self.attributes.push((key, value)),
         }
+    }
+
+    /// Add an attribute known not to be set yet (a fresh record): no lookup.
+    #[inline]
+    pub fn push(&mut self, key: &'static str, value: impl Into<Value>) {
+        self.attributes.push((Cow::Borrowed(key), value.into()));
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

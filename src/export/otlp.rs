@@ -91,6 +91,9 @@ fn encode_span(r: &SpanRecord) -> Span {
                 ..Default::default()
             })
             .collect(),
+        dropped_attributes_count: r.dropped.attributes,
+        dropped_events_count: r.dropped.events,
+        dropped_links_count: r.dropped.links,
         status: Some(PbStatus { message, code: code as i32 }),
         ..Default::default()
     }

@@ -165,6 +165,7 @@ impl W {
         self.fixed64(7, r.start_ns);
         self.fixed64(8, r.end_ns);
         self.attributes(9, &r.attributes);
+        self.uint(10, r.dropped.attributes as u64);
         for e in &r.events {
             self.message(11, |w| {
                 w.fixed64(1, e.time_ns);
@@ -172,6 +173,7 @@ impl W {
                 w.attributes(3, &e.attributes);
             });
         }
+        self.uint(12, r.dropped.events as u64);
         for l in &r.links {
             self.message(13, |w| {
                 w.bytes(1, &l.trace_id.0);
@@ -181,6 +183,7 @@ impl W {
                 w.fixed32(6, l.flags as u32 | HAS_IS_REMOTE);
             });
         }
+        self.uint(14, r.dropped.links as u64);
         let (code, message) = match &r.status {
             Status::Unset => (0, ""),
             Status::Ok => (1, ""),
@@ -258,6 +261,8 @@ mod tests {
         a.links.push(Link { trace_id: TraceId::random(), span_id: SpanId::random(), trace_state: None, flags: 1, attributes: vec![] });
         a.status = Status::Error("boom".into());
         a.end_ns = a.start_ns + 1000;
+        a.dropped.attributes = 3;
+        a.dropped.links = 1;
         let mut b = SpanRecord::start("manual".into(), SpanKind::Internal, Scope { name: "app".into(), version: None }, None, TraceId::random(), Head::Sampled);
         b.status = Status::Ok;
         b.end_ns = b.start_ns;

@@ -68,13 +68,26 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
         return Ok(app.call1((environ, start_response))?.unbind());
     };
     let token = quietly("the current-span store", || current::enter(py, &span)).flatten();
-    let result = app.call1((environ, wrapped_sr));
+    let result = app.call1((environ.clone(), wrapped_sr));
     current::exit(py, token);
     match result {
         Ok(body) => {
+            if is_file_wrapper(&environ, &body) {
+                // The server sends it with sendfile() when it recognises its own wrapper: hand it
+                // back untouched; the app's work is done, so the span ends here.
+                span.get().end(finish);
+                return Ok(body.unbind());
+            }
             let body = body.unbind();
             let wrapped = quietly("the WSGI hook", || {
-                Ok(Py::new(py, ResponseBody { body: body.clone_ref(py), iter: PyOnceLock::new(), span: span.clone().unbind() })?.into_any())
+                let wrapper = ResponseBody { body: body.clone_ref(py), iter: PyOnceLock::new(), span: span.clone().unbind() };
+                // Servers size one-chunk bodies with len() (waitress sets Content-Length that way):
+                // a body with a length keeps it through the wrapper.
+                if body.bind(py).is_instance_of::<pyo3::types::PyList>() || body.bind(py).is_instance_of::<pyo3::types::PyTuple>() {
+                    Ok(Py::new(py, PyClassInitializer::from(wrapper).add_subclass(SizedResponseBody))?.into_any())
+                } else {
+                    Ok(Py::new(py, wrapper)?.into_any())
+                }
             });
             match wrapped {
                 Some(w) => Ok(w),
@@ -92,6 +105,20 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
             });
             Err(err)
         }
+    }
+}
+
+/// Whether `body` is the server's `wsgi.file_wrapper` (lists and tuples, the usual bodies, are
+/// ruled out without a lookup).
+fn is_file_wrapper(environ: &Bound<'_, PyAny>, body: &Bound<'_, PyAny>) -> bool {
+    if body.is_instance_of::<pyo3::types::PyList>() || body.is_instance_of::<pyo3::types::PyTuple>() {
+        return false;
+    }
+    let py = body.py();
+    let Ok(environ) = environ.cast::<PyDict>() else { return false };
+    match environ.get_item(intern!(py, "wsgi.file_wrapper")) {
+        Ok(Some(wrapper)) => wrapper.cast::<pyo3::types::PyType>().is_ok_and(|t| body.is_instance(t).unwrap_or(false)),
+        _ => false,
     }
 }
 
@@ -331,7 +358,7 @@ fn flask_route(environ: &Bound<'_, PyDict>) -> PyResult<Option<String>> {
 /// The response iterable the server receives. Iteration passes through; `close()` closes the
 /// app's iterable and ends the span. If the server never calls `close()`, the span ends when
 /// this wrapper is garbage-collected.
-#[pyclass(frozen, module = "ferrotel._native")]
+#[pyclass(frozen, subclass, module = "ferrotel._native")]
 pub struct ResponseBody {
     body: Py<PyAny>,
     iter: PyOnceLock<Py<PyIterator>>,
@@ -391,6 +418,18 @@ impl ResponseBody {
             span.end(finish);
             Ok(())
         });
+    }
+}
+
+/// The response wrapper for list and tuple bodies: also passes `len()` through.
+#[pyclass(frozen, extends = ResponseBody, module = "ferrotel._native")]
+pub struct SizedResponseBody;
+
+#[pymethods]
+impl SizedResponseBody {
+    fn __len__(slf: PyRef<'_, Self>) -> PyResult<usize> {
+        let base = slf.as_super();
+        base.body.bind(slf.py()).len()
     }
 }
 

@@ -25,7 +25,9 @@ fn truncate(s: &mut String, max_chars: usize) {
     }
 }
 
-fn apply(attrs: &mut Attributes, count: usize, len: Option<usize>) {
+/// Apply the limits; returns how many attributes were left out.
+fn apply(attrs: &mut Attributes, count: usize, len: Option<usize>) -> u32 {
+    let dropped = attrs.len().saturating_sub(count) as u32;
     attrs.truncate(count);
     if let Some(max) = len {
         for (_, v) in attrs.iter_mut() {
@@ -36,16 +38,19 @@ fn apply(attrs: &mut Attributes, count: usize, len: Option<usize>) {
             }
         }
     }
+    dropped
 }
 
 impl SpanProcessor for SpanLimits {
     fn process(&self, span: &mut SpanRecord) -> Result<(), DropReason> {
         let l = &self.limits;
-        apply(&mut span.attributes, l.attribute_count, l.attribute_value_length);
+        span.dropped.attributes += apply(&mut span.attributes, l.attribute_count, l.attribute_value_length);
+        span.dropped.events += span.events.len().saturating_sub(l.event_count) as u32;
         span.events.truncate(l.event_count);
         for e in &mut span.events {
             apply(&mut e.attributes, l.event_attribute_count, l.attribute_value_length);
         }
+        span.dropped.links += span.links.len().saturating_sub(l.link_count) as u32;
         span.links.truncate(l.link_count);
         for link in &mut span.links {
             apply(&mut link.attributes, l.link_attribute_count, l.attribute_value_length);
@@ -73,6 +78,7 @@ mod tests {
         s.set("many", Value::StrArray(vec!["abcdef".into()]));
         p.process(&mut s).unwrap();
         assert_eq!(s.attributes.len(), 3);
+        assert_eq!(s.dropped.attributes, s.attributes.len() as u32 + 2 - 3);
         assert_eq!(s.get("ua"), None, "the fourth attribute is dropped");
         let cfg = Config::from_lookup(|k| (k == "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT").then(|| "4".into()));
         let mut s = server_span("/x", 1);
