@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 DIST   := dist/autoinstrumentation
 CARGO  ?= cargo
 
-.PHONY: all demo test test-rust test-python dist venv preload bench bench-profile clean deploy-tools
+.PHONY: all demo test test-rust test-python test-venvs dist venv preload bench bench-profile clean deploy-tools
 
 all: dist
 
@@ -61,13 +61,27 @@ deploy-tools:
 	@! command -v rustup >/dev/null 2>&1 || rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
 	  || rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "deploy-tools: could not add the Rust musl target"
 
-test-python: dist deploy-tools
+# App environments for tests/otel_api (issue 10), beside the test venv: the test app's packages
+# with opentelemetry-api at the newest release and at one about two years older, with the SDK (an
+# app that sets its own provider), and with no OpenTelemetry package. Each is rebuilt only when its
+# requirements file changes (a stamp file per venv), so this is quick once built.
+APP_VENVS := api-newest api-older sdk noapi
+test-venvs: $(foreach v,$(APP_VENVS),.venvs/app-$(v)/.ready)
+
+.venvs/app-%/.ready: tests/otel_api/requirements-%.txt
+	rm -rf .venvs/app-$*
+	$(PYTHON) -m venv .venvs/app-$*
+	.venvs/app-$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+test-python: dist deploy-tools test-venvs
 	$(PY) -m pytest tests -q
 
 test: test-rust test-python
 
 demo: dist
 	$(PY) tests/app/demo.py
+	$(PY) tests/app_fastapi/demo.py
 
 # Benchmarks (issue 7): no agent vs ferrotel vs the pure-Python agent, one table in
 # bench/results/latest.md (+ latest.json). bench/run.py builds .venvs/{base,upstream} and installs

@@ -118,6 +118,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::WsgiMiddleware>()?;
     m.add_class::<wsgi::StartResponse>()?;
     m.add_class::<wsgi::ResponseBody>()?;
+    m.add_class::<wsgi::SizedResponseBody>()?;
     hooks::asgi::register(m)?;
     hooks::otel::register(m)?;
     hooks::logs::register(m)?;

@@ -203,3 +203,142 @@ mod tests {
         assert_eq!(forwarded_client(None, None), None);
     }
 }
+
+// ---- HTTP client spans (stable conventions): shared by the http.client, urllib3 and httpx hooks.
+
+pub const URL_FULL: &str = "url.full";
+pub const URL_REDACTED: &str = "REDACTED";
+
+/// The client span name: `{method}`, `HTTP` for methods outside the known set.
+pub fn client_span_name(method: &str) -> &str {
+    if KNOWN_METHODS.contains(&method) {
+        method
+    } else {
+        "HTTP"
+    }
+}
+
+/// `scheme://host[:port]target` for a request target (`/path?q`) sent to `host:port`; the port is
+/// left out when it is the scheme's default, IPv6 hosts get brackets. An absolute target (a
+/// request through an HTTP proxy) is the URL itself.
+pub fn client_url(scheme: &str, host: &str, port: Option<u16>, target: &str) -> String {
+    if target.starts_with("http://") || target.starts_with("https://") {
+        return redact_userinfo(target);
+    }
+    let mut url = String::with_capacity(scheme.len() + host.len() + target.len() + 10);
+    url.push_str(scheme);
+    url.push_str("://");
+    if host.contains(':') && !host.starts_with('[') && !host.contains('@') {
+        url.push('[');
+        url.push_str(host);
+        url.push(']');
+    } else {
+        url.push_str(host);
+    }
+    if let Some(p) = port.filter(|p| Some(*p) != default_port(scheme)) {
+        url.push(':');
+        url.push_str(&p.to_string());
+    }
+    if !target.starts_with('/') {
+        url.push('/');
+    }
+    url.push_str(target);
+    if host.contains('@') {
+        return redact_userinfo(&url);
+    }
+    url
+}
+
+/// `user:password@` in a URL's authority becomes `REDACTED:REDACTED@` (the conventions forbid
+/// credentials in `url.full`).
+pub fn redact_userinfo(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let start = scheme_end + 3;
+        let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+        if let Some(at) = url[start..end].rfind('@') {
+            return format!("{}{URL_REDACTED}:{URL_REDACTED}{}", &url[..start], &url[start + at..]);
+        }
+    }
+    url.to_string()
+}
+
+/// The origin a URL names: (scheme, host, port), the port defaulted from the scheme.
+pub fn url_origin(url: &str) -> Option<(&str, &str, Option<u16>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = split_host(hostport);
+    Some((scheme, host, port.or_else(|| default_port(&scheme.to_ascii_lowercase()))))
+}
+
+/// HTTP versions as the client libraries report them (`11`, `b"HTTP/1.1"`, `"HTTP/2"`) in the
+/// convention's form (`1.1`, `2`).
+pub fn protocol_from_number(version: i64) -> Option<&'static str> {
+    match version {
+        9 => Some("0.9"),
+        10 => Some("1.0"),
+        11 => Some("1.1"),
+        20 | 2 => Some("2"),
+        30 | 3 => Some("3"),
+        _ => None,
+    }
+}
+
+/// Close a client span: status code attribute and the client error rule (every status from 400
+/// on is an error; `error.type` is the code unless an exception already named it).
+pub fn finish_client_span(span: &mut SpanRecord, status: Option<i64>) {
+    if let Some(code) = status {
+        span.set(HTTP_RESPONSE_STATUS_CODE, code);
+        if code >= 400 {
+            if span.get(ERROR_TYPE).is_none() {
+                span.set(ERROR_TYPE, code.to_string());
+            }
+            if span.status == Status::Unset {
+                span.status = Status::Error(String::new());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+    use crate::context::TraceId;
+    use crate::span::{Scope, SpanKind};
+
+    #[test]
+    fn client_urls() {
+        assert_eq!(client_url("http", "127.0.0.1", Some(8080), "/a?b=1"), "http://127.0.0.1:8080/a?b=1");
+        assert_eq!(client_url("https", "example.com", Some(443), "/"), "https://example.com/");
+        assert_eq!(client_url("http", "example.com", Some(80), ""), "http://example.com/");
+        assert_eq!(client_url("http", "::1", Some(81), "/x"), "http://[::1]:81/x");
+        assert_eq!(client_url("http", "proxy", Some(3128), "http://u:p@target:9/x"), "http://REDACTED:REDACTED@target:9/x");
+        assert_eq!(client_url("http", "h", None, "*"), "http://h/*");
+        assert_eq!(client_url("http", "u:p@h", Some(8080), "/"), "http://REDACTED:REDACTED@h:8080/");
+    }
+
+    #[test]
+    fn userinfo_and_origins() {
+        assert_eq!(redact_userinfo("https://user:pw@h:1/p?q=a@b"), "https://REDACTED:REDACTED@h:1/p?q=a@b");
+        assert_eq!(redact_userinfo("https://h/p?q=a@b"), "https://h/p?q=a@b");
+        assert_eq!(url_origin("http://u:p@[::1]:8080/x"), Some(("http", "::1", Some(8080))));
+        assert_eq!(url_origin("https://example.com?q"), Some(("https", "example.com", Some(443))));
+        assert_eq!(url_origin("/relative"), None);
+    }
+
+    #[test]
+    fn client_status_rules() {
+        let new = || SpanRecord::start(String::new(), SpanKind::Client, Scope::fixed("t"), None, TraceId::random(), crate::span::Head::Sampled);
+        let mut s = new();
+        finish_client_span(&mut s, Some(404));
+        assert_eq!(s.get(ERROR_TYPE), Some(&Value::Str("404".into())));
+        assert!(matches!(s.status, Status::Error(_)));
+        let mut s = new();
+        finish_client_span(&mut s, Some(302));
+        assert_eq!(s.status, Status::Unset);
+        assert_eq!(client_span_name("GET"), "GET");
+        assert_eq!(client_span_name("PURGE"), "HTTP");
+        assert_eq!(protocol_from_number(11), Some("1.1"));
+        assert_eq!(protocol_from_number(20), Some("2"));
+    }
+}

@@ -135,8 +135,23 @@ pub fn inject(propagators: &[Propagator], ctx: &SpanContext, baggage: Option<&st
     out
 }
 
+/// `00-{trace-id}-{parent-id}-{flags}`, written straight into one allocation (it is built for
+/// every outgoing request; `format!` cost several times more).
 pub fn format_traceparent(ctx: &SpanContext) -> String {
-    format!("00-{}-{}-{:02x}", ctx.trace_id, ctx.span_id, ctx.flags & 0x01)
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let hex = |out: &mut Vec<u8>, bytes: &[u8]| {
+        for b in bytes {
+            out.push(DIGITS[(b >> 4) as usize]);
+            out.push(DIGITS[(b & 0x0f) as usize]);
+        }
+    };
+    let mut out = Vec::with_capacity(55);
+    out.extend_from_slice(b"00-");
+    hex(&mut out, &ctx.trace_id.0);
+    out.push(b'-');
+    hex(&mut out, &ctx.span_id.0);
+    out.extend_from_slice(if ctx.flags & 0x01 == 1 { b"-01" } else { b"-00" });
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// W3C trace-context level 1 `traceparent`, with its forward-compatibility rules for future
@@ -160,49 +175,43 @@ pub fn parse_traceparent(raw: &str) -> Option<SpanContext> {
 const MAX_TRACESTATE_MEMBERS: usize = 32;
 
 /// W3C `tracestate`: the list is kept as received (empty members and surrounding whitespace
-/// dropped) when every member is valid; any invalid member, a duplicated key or more than 32
-/// members discards the whole header.
+/// dropped) when every member is valid; any invalid member or more than 32 members discards the
+/// whole header. A key seen again is dropped after its first (leftmost, most recent) occurrence:
+/// the specification lets vendors discard duplicates, and an outgoing list must not repeat a key.
 pub fn parse_tracestate(raw: &str) -> Option<String> {
     let mut keys: Vec<&str> = Vec::new();
     let mut members: Vec<&str> = Vec::new();
+    let mut count = 0;
     for member in raw.split(',') {
         let member = member.trim_matches(|c| c == ' ' || c == '\t');
         if member.is_empty() {
             continue;
         }
         let (key, value) = member.split_once('=')?;
-        if !valid_tracestate_key(key) || !valid_tracestate_value(value) || keys.contains(&key) {
+        if !valid_tracestate_key(key) || !valid_tracestate_value(value) {
             return None;
         }
-        keys.push(key);
-        members.push(member);
+        count += 1;
+        if !keys.contains(&key) {
+            keys.push(key);
+            members.push(member);
+        }
     }
-    if members.len() > MAX_TRACESTATE_MEMBERS {
+    if count > MAX_TRACESTATE_MEMBERS {
         return None;
     }
     (!members.is_empty()).then(|| members.join(","))
 }
 
 fn key_char(c: u8) -> bool {
-    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@')
 }
 
+/// `key = ( lcalpha / DIGIT ) 0*255( keychar )`, keychar including `@` (the grammar since the
+/// specification dropped the separate tenant/system limits of multi-tenant keys).
 fn valid_tracestate_key(key: &str) -> bool {
     let b = key.as_bytes();
-    match key.split_once('@') {
-        None => !b.is_empty() && b.len() <= 256 && b[0].is_ascii_lowercase() && b.iter().all(|&c| key_char(c)),
-        Some((tenant, system)) => {
-            let (t, s) = (tenant.as_bytes(), system.as_bytes());
-            !t.is_empty()
-                && t.len() <= 241
-                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
-                && t.iter().all(|&c| key_char(c))
-                && !s.is_empty()
-                && s.len() <= 14
-                && s[0].is_ascii_lowercase()
-                && s.iter().all(|&c| key_char(c))
-        }
-    }
+    !b.is_empty() && b.len() <= 256 && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit()) && b.iter().all(|&c| key_char(c))
 }
 
 fn valid_tracestate_value(v: &str) -> bool {
@@ -312,6 +321,8 @@ mod tests {
         // Unknown flag bits are not propagated.
         assert_eq!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff").unwrap().flags, 1);
         assert_eq!(format_traceparent(&ctx), TP);
+        let unsampled = SpanContext { flags: 0, ..ctx.clone() };
+        assert_eq!(format_traceparent(&unsampled), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
     }
 
     #[test]
@@ -347,10 +358,17 @@ mod tests {
         assert_eq!(parse_tracestate("a=1,,  ,b=2").as_deref(), Some("a=1,b=2"));
         assert_eq!(parse_tracestate("tenant@vendor=x").as_deref(), Some("tenant@vendor=x"));
         assert_eq!(parse_tracestate("1tenant@vendor=x").as_deref(), Some("1tenant@vendor=x"));
-        assert!(parse_tracestate("a=1,a=2").is_none(), "duplicated keys");
+        // Duplicated keys: the first occurrence stays (the W3C harness accepts either).
+        assert_eq!(parse_tracestate("a=1,b=2,a=3").as_deref(), Some("a=1,b=2"));
+        assert_eq!(parse_tracestate("foo=1,foo=1").as_deref(), Some("foo=1"));
         assert!(parse_tracestate("Upper=1").is_none());
-        assert!(parse_tracestate("foo@=1").is_none());
-        assert!(parse_tracestate("foo@toolongvendornamehere=1").is_none());
+        // `@` is an ordinary key character now, anywhere but first; no tenant/system limits.
+        assert_eq!(parse_tracestate("foo@=1,bar=2").as_deref(), Some("foo@=1,bar=2"));
+        assert_eq!(parse_tracestate("foo@@bar=1,foo@bar@baz=2").as_deref(), Some("foo@@bar=1,foo@bar@baz=2"));
+        assert!(parse_tracestate(&format!("{}@v=1", "t".repeat(242))).is_some());
+        assert!(parse_tracestate(&format!("t@{}=1", "v".repeat(15))).is_some());
+        assert!(parse_tracestate("@foo=1,bar=2").is_none(), "a key starts with a letter or digit");
+        assert!(parse_tracestate("foo.bar=1").is_none());
         assert!(parse_tracestate(&format!("{}=1", "a".repeat(257))).is_none(), "key too long");
         assert!(parse_tracestate(&format!("{}=1", "a".repeat(256))).is_some());
         assert!(parse_tracestate("a=b=c").is_none());

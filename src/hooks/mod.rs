@@ -2,8 +2,13 @@
 //! store, and the per-framework hooks. Past `pipeline::submit` nothing knows Python exists.
 
 pub mod api;
+pub mod capi;
+pub mod client;
+pub mod asgi;
 pub mod convert;
 pub mod current;
 pub mod guard;
+pub mod logs;
+pub mod otel;
 pub mod span;
 pub mod wsgi;

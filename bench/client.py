@@ -1,0 +1,356 @@
+"""Client-side cost (issue 9): one outgoing HTTP call with the agent against without, in one run.
+
+    FERROTEL_DIST=dist/autoinstrumentation .venv/bin/python bench/client.py [--calls 2000] [--rounds 7]
+
+Processes: a keep-alive HTTP/1.1 server (its own process, so it does not share the GIL with the
+client being timed), and the same client loop twice -- without an agent, and with ferrotel injected
+the Operator's way (PYTHONPATH) exporting over OTLP/HTTP to a local receiver. With the agent, every
+call runs inside a parent span, as calls made while serving a request do.
+
+Per client library (http.client, requests, urllib3, httpx; those not installed are skipped):
+- "no agent" and "ferrotel": µs per call (median over rounds) in two separate processes; their
+  difference also carries process-to-process noise of a few µs on a 50-250 µs call;
+- "paired": inside the ferrotel process, chunks alternate between the hooked methods and the
+  original ones (each wrapper's ``__wrapped__`` put back), same connection, same server -- the
+  hook's own cost per call, without that noise.
+
+``--callgrind``: instead of wall time, the instructions one call executes under callgrind, hooked
+against unhooked, in the ferrotel process (difference of two run lengths, so start-up cancels out):
+deterministic, and what to compare on a shared or noisy machine (wall time on a loaded 2-vCPU VM
+swings by tens of µs per call; the export thread also competes for the CPU there).
+
+Prints a table and one JSON line (``{"client": {...}}``). Reports only: the exit code is 0 whatever
+the numbers. ``measure(python, base_env, dist, receiver_endpoint)`` is the entry point for run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CLIENTS = ("http.client", "requests", "urllib3", "httpx")
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+
+# ---- the server (child process) ---------------------------------------------------------------
+
+
+def serve(port_file: str) -> None:
+    import socketserver
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            sock, buf = self.request, b""
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                _, buf = buf.split(b"\r\n\r\n", 1)  # GETs only: no body
+                sock.sendall(RESPONSE)
+
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as srv:
+        Path(port_file).write_text(str(srv.server_address[1]))
+        srv.serve_forever()
+
+
+# ---- the client loop (child process) ----------------------------------------------------------
+
+
+def make_call(name: str, base: str):
+    """A no-argument function doing one GET on a kept-alive connection, or None if not installed."""
+    try:
+        if name == "http.client":
+            import http.client
+
+            host, port = base.split("//")[1].split(":")
+            conn = http.client.HTTPConnection(host, int(port))
+
+            def call():
+                conn.request("GET", "/bench")
+                conn.getresponse().read()
+
+        elif name == "requests":
+            import requests
+
+            session = requests.Session()
+
+            def call():
+                session.get(base + "/bench").content
+
+        elif name == "urllib3":
+            import urllib3
+
+            pool = urllib3.PoolManager()
+
+            def call():
+                pool.request("GET", base + "/bench").data
+
+        elif name == "httpx":
+            import httpx
+
+            client = httpx.Client()
+
+            def call():
+                client.get(base + "/bench").content
+
+        else:
+            return None
+    except ImportError:
+        return None
+    return call
+
+
+def hook_points(name: str) -> list:
+    """(owner, attribute) of the wrappers the agent installs for `name`'s calls."""
+    import importlib
+
+    def attrs(module, owner, names):
+        obj = importlib.import_module(module)
+        for part in owner.split("."):
+            obj = getattr(obj, part)
+        return [(obj, n) for n in names]
+
+    if name == "http.client":
+        return attrs("http.client", "HTTPConnection", ["putrequest", "endheaders", "getresponse"])
+    if name in ("requests", "urllib3"):  # urllib3's connections pass through the http.client wrappers too
+        return attrs("urllib3.connectionpool", "HTTPConnectionPool", ["_make_request"]) + hook_points("http.client")
+    if name == "httpx":
+        return attrs("httpx", "HTTPTransport", ["handle_request"])
+    return []
+
+
+def set_hooked(points: list, hooked: dict, on: bool) -> None:
+    for owner, attr in points:
+        wrapper = hooked[(owner, attr)]
+        setattr(owner, attr, wrapper if on else getattr(wrapper, "__wrapped__", wrapper))
+
+
+def per_call_ns(call, n: int) -> float:
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        call()
+    return (time.perf_counter_ns() - t0) / n
+
+
+def client_loop(base: str, calls: int, rounds: int) -> dict:
+    agent = "ferrotel" in sys.modules and getattr(sys.modules.get("ferrotel._bootstrap"), "_started", False)
+    if agent:
+        from ferrotel import _native
+
+        parent = _native.start_span("bench parent", kind=1)
+        token = _native.set_current(parent)
+    out = {}
+    for name in CLIENTS:
+        call = make_call(name, base)
+        if call is None:
+            continue
+        for _ in range(200):  # warm-up: connections open, caches filled, hooks installed
+            call()
+        points = hook_points(name) if agent else []
+        hooked = {(o, a): getattr(o, a) for o, a in points}
+        real = all(getattr(w, "__wrapped__", None) for w in hooked.values()) and bool(points)
+        plain, with_hook = [], []
+        for r in range(rounds):
+            order = (True, False) if r % 2 == 0 else (False, True)
+            for on in order:
+                if real:
+                    set_hooked(points, hooked, on)
+                (with_hook if on else plain).append(per_call_ns(call, calls))
+        if real:
+            set_hooked(points, hooked, True)
+        result = {"per_call_us": statistics.median(with_hook if agent else plain) / 1000}
+        if real:
+            diffs = [h - p for h, p in zip(with_hook, plain)]
+            result["paired_unhooked_us"] = statistics.median(plain) / 1000
+            result["paired_hook_cost_us"] = statistics.median(diffs) / 1000
+        out[name] = result
+    if agent:
+        _native.reset_current(token)
+        parent.end()
+        _native.flush(5000)
+    return out
+
+
+def icount_loop(base: str, name: str, on: bool, n: int) -> None:
+    """`n` calls of `name`, hooked or not (the parent counts this process's instructions)."""
+    from ferrotel import _native
+
+    parent = _native.start_span("bench parent", kind=1)
+    _native.set_current(parent)
+    call = make_call(name, base)
+    for _ in range(20):
+        call()
+    points = hook_points(name)
+    set_hooked(points, {(o, a): getattr(o, a) for o, a in points}, on)
+    for _ in range(n):
+        call()
+
+
+def callgrind(python: str, base: str, env: dict, short: int = 200, long: int = 600) -> dict:
+    """Instructions per call, hooked and unhooked, per client (valgrind must be installed)."""
+    import re
+    import shutil
+
+    if not shutil.which("valgrind"):
+        raise RuntimeError("--callgrind needs valgrind (Debian: apt-get install valgrind)")
+    env = dict(env, PYTHONHASHSEED="0")
+
+    def count(name, on, n):
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, __file__, "--icount", base, name, str(int(on)), str(n)],
+            env=env, capture_output=True, text=True, timeout=1800,
+        )
+        m = re.search(r"Collected\s*:\s*(\d+)", proc.stderr)
+        if not m:
+            raise RuntimeError(f"callgrind run failed:\n{proc.stderr[-2000:]}")
+        return int(m.group(1))
+
+    out = {}
+    for name in CLIENTS:
+        probe = subprocess.run([python, "-c", f"import {name.split('.')[0]}"], env=env, capture_output=True)
+        if probe.returncode != 0:
+            continue
+        per = {on: (count(name, on, long) - count(name, on, short)) / (long - short) for on in (True, False)}
+        out[name] = {"hooked": round(per[True]), "unhooked": round(per[False]), "hook": round(per[True] - per[False])}
+    return out
+
+
+# ---- orchestration ----------------------------------------------------------------------------
+
+
+def _agent_env(base_env: dict, dist: Path, endpoint: str) -> dict:
+    env = {k: v for k, v in base_env.items() if not k.startswith(("OTEL_", "PYTHONPATH"))}
+    site = dist / "opentelemetry" / "instrumentation" / "auto_instrumentation"
+    env.update(
+        PYTHONPATH=f"{site}:{dist}",
+        OTEL_SERVICE_NAME="bench-client",
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+    )
+    return env
+
+
+def measure(python: str, base_env: dict, dist: Path, endpoint: str, calls: int = 2000, rounds: int = 7) -> dict:
+    """{client: {"no agent": µs, "ferrotel": µs, "paired_hook_cost": µs, ...}} -- run.py's entry point."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        server = subprocess.Popen([python, __file__, "--serve", str(port_file)], env=base_env)
+        try:
+            deadline = time.monotonic() + 10
+            while not port_file.exists() or not port_file.read_text():
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("bench server did not start")
+                time.sleep(0.05)
+            base = f"http://127.0.0.1:{port_file.read_text()}"
+            args = [python, __file__, "--child", base, "--calls", str(calls), "--rounds", str(rounds)]
+            clean = {k: v for k, v in base_env.items() if not k.startswith(("OTEL_", "PYTHONPATH"))}
+            runs = {}
+            for label, env in (("no agent", clean), ("ferrotel", _agent_env(base_env, dist, endpoint))):
+                proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=1800)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"client loop ({label}) failed:\n{proc.stderr[-2000:]}")
+                runs[label] = json.loads(proc.stdout.strip().splitlines()[-1])
+        finally:
+            server.kill()
+            server.wait()
+    table = {}
+    for name in CLIENTS:
+        if name not in runs["no agent"] or name not in runs["ferrotel"]:
+            continue
+        f = runs["ferrotel"][name]
+        table[name] = {
+            "no agent": round(runs["no agent"][name]["per_call_us"], 2),
+            "ferrotel": round(f["per_call_us"], 2),
+            "paired_unhooked": round(f.get("paired_unhooked_us", float("nan")), 2),
+            "paired_hook_cost": round(f.get("paired_hook_cost_us", float("nan")), 2),
+        }
+    return table
+
+
+def render(table: dict) -> str:
+    lines = [
+        "| client | no agent µs/call | ferrotel µs/call | paired: unhooked µs | paired: hook cost µs |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in table.items():
+        lines.append(f"| {name} | {r['no agent']:.1f} | {r['ferrotel']:.1f} | {r['paired_unhooked']:.1f} | {r['paired_hook_cost']:+.2f} |")
+    return "\n".join(lines)
+
+
+def run_callgrind(dist: Path) -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file)])
+        try:
+            while not port_file.exists() or not port_file.read_text():
+                time.sleep(0.05)
+            env = _agent_env(dict(os.environ), dist, "http://127.0.0.1:9")
+            env["OTEL_TRACES_EXPORTER"] = "none"  # the request thread's work only
+            table = callgrind(sys.executable, f"http://127.0.0.1:{port_file.read_text()}", env)
+        finally:
+            server.kill()
+            server.wait()
+    print("| client | instructions/call unhooked | hooked | hook |")
+    print("|---|---:|---:|---:|")
+    for name, r in table.items():
+        print(f"| {name} | {r['unhooked']:,} | {r['hooked']:,} | {r['hook']:+,} |")
+    print(json.dumps({"client_callgrind": table}))
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--serve", metavar="PORT_FILE")
+    ap.add_argument("--child", metavar="BASE_URL")
+    ap.add_argument("--icount", nargs=4, metavar=("BASE_URL", "CLIENT", "ON", "N"))
+    ap.add_argument("--callgrind", action="store_true", help="instructions per call instead of wall time")
+    ap.add_argument("--calls", type=int, default=int(os.environ.get("BENCH_CLIENT_CALLS", 2000)))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_CLIENT_ROUNDS", 7)))
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+    if args.child:
+        print(json.dumps(client_loop(args.child, args.calls, args.rounds)))
+        return 0
+    if args.icount:
+        base, name, on, n = args.icount
+        icount_loop(base, name, on == "1", int(n))
+        return 0
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.otlp_receiver import Receiver
+
+    dist = Path(os.environ.get("FERROTEL_DIST", REPO / "dist" / "autoinstrumentation")).resolve()
+    if args.callgrind:
+        return run_callgrind(dist)
+    with Receiver() as rx:
+        table = measure(sys.executable, dict(os.environ), dist, rx.http_endpoint, args.calls, args.rounds)
+        spans = len(rx.spans())
+    print(render(table))
+    print(f"(spans received by the local OTLP receiver: {spans})")
+    print(json.dumps({"client": table}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+//! Which library instrumentations run, in the pure-Python agent's words:
+//! `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS` (its entry-point names, `*` for all) and the client
+//! URL exclusions `OTEL_PYTHON_<NAME>_EXCLUDED_URLS`, falling back to `OTEL_PYTHON_EXCLUDED_URLS`
+//! (comma-separated regular expressions, searched anywhere in the full URL, as upstream does).
+
+use super::reader::Reader;
+
+/// The upstream names of the HTTP client instrumentations, with their variable infix.
+pub const CLIENTS: &[(&str, &str)] = &[("urllib", "URLLIB"), ("urllib3", "URLLIB3"), ("requests", "REQUESTS"), ("httpx", "HTTPX")];
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstrumentationConfig {
+    /// Lower-cased names from `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`.
+    pub disabled: Vec<String>,
+    /// Excluded-URL regexes per client instrumentation name (the specific variable, else the
+    /// generic one); instrumentations with none are absent.
+    pub excluded_urls: Vec<(String, Vec<String>)>,
+}
+
+impl InstrumentationConfig {
+    /// Whether the instrumentation called `name` (upstream's entry-point name) may run.
+    pub fn enabled(&self, name: &str) -> bool {
+        !self.disabled.iter().any(|d| d == "*" || d.eq_ignore_ascii_case(name))
+    }
+
+    /// The excluded-URL regexes for `name` (empty: nothing excluded).
+    pub fn excluded_urls(&self, name: &str) -> &[String] {
+        self.excluded_urls.iter().find(|(n, _)| n == name).map_or(&[], |(_, v)| v.as_slice())
+    }
+}
+
+fn patterns(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+pub fn instrumentation(r: &mut Reader<'_>) -> InstrumentationConfig {
+    let disabled = r
+        .get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+        .map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let generic = r.get("OTEL_PYTHON_EXCLUDED_URLS").map(|v| patterns(&v)).unwrap_or_default();
+    let mut excluded_urls = Vec::new();
+    for (name, infix) in CLIENTS {
+        let list = match r.get(&format!("OTEL_PYTHON_{infix}_EXCLUDED_URLS")) {
+            Some(v) => patterns(&v),
+            None => generic.clone(),
+        };
+        if !list.is_empty() {
+            excluded_urls.push((name.to_string(), list));
+        }
+    }
+    InstrumentationConfig { disabled, excluded_urls }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Config {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn everything_is_enabled_by_default() {
+        let c = cfg(&[]).instrumentation;
+        for name in ["urllib", "urllib3", "requests", "httpx", "flask"] {
+            assert!(c.enabled(name));
+            assert!(c.excluded_urls(name).is_empty());
+        }
+    }
+
+    #[test]
+    fn disabled_names_are_upstream_entry_point_names() {
+        let c = cfg(&[("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", " requests , HTTPX,")]).instrumentation;
+        assert!(!c.enabled("requests") && !c.enabled("httpx"));
+        assert!(c.enabled("urllib") && c.enabled("urllib3"));
+        let all = cfg(&[("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "*")]).instrumentation;
+        assert!(!all.enabled("urllib") && !all.enabled("flask"));
+    }
+
+    #[test]
+    fn excluded_urls_specific_over_generic() {
+        let c = cfg(&[
+            ("OTEL_PYTHON_EXCLUDED_URLS", "healthz, client/.*/info"),
+            ("OTEL_PYTHON_HTTPX_EXCLUDED_URLS", "only-httpx"),
+        ])
+        .instrumentation;
+        assert_eq!(c.excluded_urls("urllib3"), ["healthz", "client/.*/info"]);
+        assert_eq!(c.excluded_urls("requests"), ["healthz", "client/.*/info"]);
+        assert_eq!(c.excluded_urls("httpx"), ["only-httpx"]);
+        let c = cfg(&[("OTEL_PYTHON_URLLIB_EXCLUDED_URLS", "x")]).instrumentation;
+        assert_eq!(c.excluded_urls("urllib"), ["x"]);
+        assert!(c.excluded_urls("urllib3").is_empty());
+    }
+}
