@@ -18,6 +18,9 @@ $(VENV)/.ready: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "maturin>=1.5,<2" -r tests/requirements.txt
+	# uwsgi builds from source (a C compiler and Python's headers): best effort; its tests skip
+	# and say why when it is absent.
+	$(PY) -m pip install --quiet uwsgi || echo "uwsgi could not be installed; its reliability tests will skip"
 	touch $@
 
 venv: $(VENV)/.ready

@@ -46,6 +46,7 @@ fn start(py: Python<'_>, runtime_name: String, runtime_version: String, runtime_
         hooks::guard::install_quiet_panic_hook();
         current::init(py)?;
         fork::install();
+        pipeline::install_exit_hook();
         agent::install(agent::Agent::new(&config));
         hooks::client::configure(&config.instrumentation);
         let runtime = Runtime { name: runtime_name, version: runtime_version, description: runtime_description, executable };

@@ -35,6 +35,7 @@ def start():
     _importhook.install()
     atexit.register(_native.shutdown)
     _flush_on_os_exit(_native.shutdown)
+    _flush_on_default_sigterm(_native.shutdown)
     _started = True
     return True
 
@@ -58,3 +59,27 @@ def _flush_on_os_exit(shutdown):
     _exit.__doc__ = real_exit.__doc__
     os._exit = _exit
 
+
+
+def _flush_on_default_sigterm(shutdown):
+    """A process killed by SIGTERM's default action runs no atexit (servers such as waitress
+    install no handler). Only where SIGTERM still has its default action: flush, then die of
+    SIGTERM as before. A handler the app or its server installs later simply replaces this one."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def _on_sigterm(signum, frame):
+        try:
+            shutdown()
+        finally:
+            import os
+
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _on_sigterm)

@@ -13,8 +13,11 @@ import sys
 
 
 def _flask(module):
+    from ferrotel import _native
     from ferrotel.hooks import flask
 
+    if not _native.instrumentation("flask")[0]:  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=flask
+        return
     flask.instrument(module)
 
 

@@ -232,6 +232,18 @@ pub fn flush(timeout: Duration) -> bool {
     request(Control::Flush, timeout)
 }
 
+/// A C-level `atexit` hook as well as Python's: some processes end without running Python's
+/// `atexit` (the uwsgi master exits from C). Runs no Python; a second shutdown returns at once.
+pub fn install_exit_hook() {
+    extern "C" fn at_exit() {
+        let _ = std::panic::catch_unwind(shutdown);
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| unsafe {
+        libc::atexit(at_exit);
+    });
+}
+
 /// Flush and stop this process's export thread; later spans are ignored. Waits at most the
 /// OTLP export timeout, so an unreachable collector cannot hold up interpreter exit for longer.
 pub fn shutdown() -> bool {
@@ -252,8 +264,10 @@ fn remove_shared_metrics() {
 
 fn shutdown_pipeline() -> bool {
     let Some(p) = existing() else { return true };
+    if p.stopped.swap(true, Ordering::AcqRel) {
+        return true; // already shut down (atexit, then the C-level exit hook)
+    }
     let done = request(Control::Shutdown, p.settings.config.otlp.timeout);
-    p.stopped.store(true, Ordering::Relaxed);
     // One line when data was lost in ways not reported yet: a full queue, or a flush cut short.
     // Filtering and sampling are by design (counted in the metrics); a failing exporter has
     // already said so when it started failing.

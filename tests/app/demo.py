@@ -54,6 +54,7 @@ def main():
         PYTHONPATH=f"{DIST}/opentelemetry/instrumentation/auto_instrumentation:{DIST}",
         OTEL_SERVICE_NAME="flask-demo",
         OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="none",  # no collector in the demo: metrics would only report failed pushes
         OTEL_BSP_SCHEDULE_DELAY="200",
     )
     env_b = dict(env, OTEL_SERVICE_NAME="flask-demo-downstream")

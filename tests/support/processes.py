@@ -59,8 +59,17 @@ class GunicornApp:
     stdout and stderr (gunicorn's log, the access log, the agent's diagnostics) go to `log_path`.
     """
 
-    def __init__(self, env: dict, log_path: Path, app_dir: Path = APP_DIR, app: str = "app:app", workers: int = 1):
+    def __init__(
+        self,
+        env: dict,
+        log_path: Path,
+        app_dir: Path = APP_DIR,
+        app: str = "app:app",
+        workers: int = 1,
+        extra_args: tuple | list = (),
+    ):
         self.env = env
+        self.extra_args = tuple(extra_args)  # e.g. ("-k", "gthread", "--threads", "8"), ("--preload",)
         self.workers = workers
         self.log_path = Path(log_path)
         self.app_dir = app_dir
@@ -81,6 +90,7 @@ class GunicornApp:
             "-b", f"127.0.0.1:{self.port}",
             "--access-logfile", "-",
             *_gunicorn_extra_args(),
+            *self.extra_args,
             self.app,
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:

@@ -1,0 +1,218 @@
+"""More WSGI servers for the reliability suite: waitress and uwsgi, with GunicornApp's interface.
+
+Each runs a WSGI app (``module:callable`` in `app_dir`) in its own process group, logs to
+`log_path`, and is stopped like a pod: SIGTERM, then wait. `kill()` SIGKILLs the group.
+
+- waitress: one process, a thread pool (``waitress-serve --threads N``).
+- uwsgi: ``--master --processes N --http-socket``; without ``--lazy-apps`` the app (and so the
+  agent) is loaded in the master and the workers are forked from C; with it, each worker loads
+  the app after the fork. SIGTERM is made a graceful shutdown (``--hook-master-start
+  "unix_signal:15 gracefully_kill_them_all"``, uwsgi's documented way; its default is a reload).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from support.processes import APP_DIR, VENV_BIN, GunicornApp, child_pids, free_port
+
+
+def tool(name: str) -> str | None:
+    """Path of a console script of the test venv (or on PATH), or None when it is not installed."""
+    candidate = VENV_BIN / name
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which(name)
+
+
+class ServerApp:
+    """Common lifecycle: start (wait until the port accepts), stop (SIGTERM), kill, logs."""
+
+    name = "server"
+
+    def __init__(self, env: dict, log_path: Path, app_dir: Path = APP_DIR, app: str = "app:app", extra_args=()):
+        self.env = env
+        self.log_path = Path(log_path)
+        self.app_dir = Path(app_dir)
+        self.app = app
+        self.extra_args = tuple(extra_args)
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self, timeout: float = 30) -> "ServerApp":
+        self.port = free_port()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                env=self.env,
+                cwd=str(self.app_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before listening\n{self.log_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(f"{self.name} not listening on {self.port} after {timeout}s\n{self.log_text()}")
+                time.sleep(0.05)
+
+    def worker_pids(self) -> list[int]:
+        return child_pids(self.pid)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.name} did not exit within {timeout}s of SIGTERM\n{self.log_text()}") from None
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"<no {self.name} log: {exc}>"
+
+    def failure_sections(self) -> list[tuple[str, str]]:
+        return [(f"{self.name} log ({self.log_path})", self.log_text())]
+
+
+class WaitressApp(ServerApp):
+    name = "waitress"
+
+    def __init__(self, env, log_path, app_dir=APP_DIR, app="app:app", threads: int = 8, extra_args=()):
+        super().__init__(env, log_path, app_dir, app, extra_args)
+        self.threads = threads
+
+    def command(self) -> list[str]:
+        return [
+            tool("waitress-serve") or "waitress-serve",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--threads={self.threads}",
+            *self.extra_args,
+            self.app,
+        ]
+
+
+class UwsgiApp(ServerApp):
+    name = "uwsgi"
+
+    def __init__(self, env, log_path, app_dir=APP_DIR, app="app:app", workers: int = 4, lazy_apps=False, extra_args=()):
+        super().__init__(env, log_path, app_dir, app, extra_args)
+        self.workers = workers
+        self.lazy_apps = lazy_apps
+
+    def command(self) -> list[str]:
+        module, _, callable_ = self.app.partition(":")
+        return [
+            tool("uwsgi") or "uwsgi",
+            "--http-socket", f"127.0.0.1:{self.port}",
+            "--master",
+            "--processes", str(self.workers),
+            "--chdir", str(self.app_dir),
+            "--module", module,
+            "--callable", callable_ or "application",
+            "--need-app",
+            # SIGTERM = graceful shutdown (uwsgi's own default is a reload; --die-on-term makes it an
+            # immediate kill_them_all in which uwsgi skips Python's atexit in some workers).
+            "--hook-master-start", "unix_signal:15 gracefully_kill_them_all",
+            *(["--lazy-apps"] if self.lazy_apps else []),
+            *self.extra_args,
+        ]  # fmt: skip
+
+
+class ServerLauncher:
+    """Starts gunicorn / waitress / uwsgi apps with logs under `log_dir`; `kill_all()` at teardown."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self.apps: list = []
+
+    def _log(self, kind: str) -> Path:
+        return self.log_dir / f"{kind}-{len(self.apps)}.log"
+
+    def gunicorn(self, env: dict, **kwargs) -> GunicornApp:
+        app = GunicornApp(env, self._log("gunicorn"), **kwargs)
+        self.apps.append(app)
+        return app.start()
+
+    def waitress(self, env: dict, **kwargs) -> WaitressApp:
+        app = WaitressApp(env, self._log("waitress"), **kwargs)
+        self.apps.append(app)
+        return app.start()
+
+    def uwsgi(self, env: dict, **kwargs) -> UwsgiApp:
+        app = UwsgiApp(env, self._log("uwsgi"), **kwargs)
+        self.apps.append(app)
+        return app.start()
+
+    def kill_all(self) -> None:
+        for app in self.apps:
+            app.kill()
+
+    def failure_sections(self) -> list[tuple[str, str]]:
+        return [section for app in self.apps for section in app.failure_sections()]
+
+
+def uwsgi_unavailable() -> str | None:
+    """Why uwsgi cannot run here (None when it can): not installed, or it does not start."""
+    path = tool("uwsgi")
+    if path is None:
+        return "uwsgi is not installed (pip install uwsgi needs a C compiler and the Python headers)"
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"uwsgi does not run: {exc}"
+    if out.returncode != 0:
+        return f"uwsgi does not run: exit {out.returncode} {out.stderr.strip()[:200]}"
+    return None
+
+
+def waitress_unavailable() -> str | None:
+    if tool("waitress-serve") is None:
+        return "waitress is not installed (pip install waitress)"
+    return None
+
+
+__all__ = [
+    "ServerLauncher",
+    "UwsgiApp",
+    "WaitressApp",
+    "tool",
+    "uwsgi_unavailable",
+    "waitress_unavailable",
+]
