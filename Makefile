@@ -92,6 +92,12 @@ demo: dist
 # BENCH_STARTUP_REPS, ... (see bench/run.py). Reports only: never fails on a bar.
 bench: dist
 	FERROTEL_DIST=$(DIST) $(PY) bench/run.py
+	@echo; echo "== ASGI (uvicorn + FastAPI): no agent / ferrotel / pure-Python agent"
+	$(PY) bench/asgi.py | tee bench/results/asgi.md
+	@echo; echo "== outgoing HTTP calls: one call with and without the agent"
+	FERROTEL_DIST=$(DIST) $(PY) bench/client.py | tee bench/results/client.md
+	@echo; echo "== logging: cost per log record (correlation fields, OTLP export)"
+	$(PY) bench/logging_cost.py | tee bench/results/logging.md
 
 # Instructions per request under callgrind (ferrotel vs no agent), for profiling the request path.
 bench-profile: dist
