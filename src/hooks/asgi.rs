@@ -29,9 +29,6 @@ use super::guard::quietly;
 use super::span::Span;
 use crate::agent::{self, Agent};
 use crate::context::propagation::{self, Header};
-use crate::context::TraceId;
-use crate::metrics::active;
-use crate::sampler::Sampler;
 use crate::semconv as sc;
 use crate::span::{now_ns, Scope, SpanKind, SpanRecord, Value};
 
@@ -115,23 +112,7 @@ fn begin<'py>(
     }
     let headers = read_headers(py, agent, scope)?;
     let extracted = propagation::extract(&agent.propagators, |h| headers.propagation.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
-    let parent = extracted.parent.as_ref();
-    let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
-    let head = agent.sampler.decide(parent, trace_id);
-    let recording = agent.records(head);
-    let mut rec = SpanRecord::start(String::new(), SpanKind::Server, span_scope.clone(), parent, trace_id, head);
-    let mut slot = None;
-    if recording {
-        request_attributes(scope, headers, &mut rec)?;
-        if agent.metrics {
-            let text = |k| match rec.get(k) {
-                Some(Value::Str(s)) => s.as_str(),
-                _ => "",
-            };
-            slot = Some(active::enter(text(sc::HTTP_REQUEST_METHOD), text(sc::URL_SCHEME)));
-        }
-    }
-    let span = Bound::new(py, Span::new(rec, extracted.baggage, recording, slot))?;
+    let (span, recording) = super::server::start(py, agent, span_scope, extracted, |rec| request_attributes(scope, headers, rec))?;
     scope.set_item(key, &span)?;
     // FastAPI 0.16x ships its own OpenTelemetry middleware and decides per request whether an
     // OpenTelemetry provider is configured (~30k instructions, measured). This key is its own

@@ -12,16 +12,14 @@ use pyo3::types::{PyDict, PyIterator, PyString, PyTuple};
 
 use super::capi;
 use super::current;
+use super::server;
 use super::guard::{self, quietly};
 use crate::config::TestFault;
 use super::span::Span;
 use crate::agent::{self, Agent};
 use crate::context::propagation::{self, Header};
-use crate::context::TraceId;
-use crate::metrics::active;
-use crate::sampler::Sampler;
 use crate::semconv::{self as sc};
-use crate::span::{Scope, SpanKind, SpanRecord, Value};
+use crate::span::{Scope, SpanRecord, Value};
 
 #[derive(Clone)]
 struct Options {
@@ -151,24 +149,10 @@ fn begin<'py>(
         }
     }
     let extracted = propagation::extract(&agent.propagators, |h| found.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
-    let parent = extracted.parent.as_ref();
-    let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
-    let head = agent.sampler.decide(parent, trace_id);
-    let recording = agent.records(head);
-    let mut rec = SpanRecord::start(String::new(), SpanKind::Server, opts.scope.clone(), parent, trace_id, head);
-    let mut slot = None;
-    if recording {
-        request_attributes(environ, &mut rec)?;
-        capture_request_headers(py, agent, environ, &mut rec)?;
-        if agent.metrics {
-            let text = |k| match rec.get(k) {
-                Some(Value::Str(s)) => s.as_str(),
-                _ => "",
-            };
-            slot = Some(active::enter(text(sc::HTTP_REQUEST_METHOD), text(sc::URL_SCHEME)));
-        }
-    }
-    let span = Bound::new(py, Span::new(rec, extracted.baggage, recording, slot))?;
+    let (span, recording) = server::start(py, agent, &opts.scope, extracted, |rec| {
+        request_attributes(environ, rec)?;
+        capture_request_headers(py, agent, environ, rec)
+    })?;
     let sr = StartResponse {
         inner: start_response.clone().unbind(),
         span: span.clone().unbind(),

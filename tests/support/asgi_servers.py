@@ -1,48 +1,23 @@
 """ASGI servers for the end-to-end suites: uvicorn, gunicorn with uvicorn workers, hypercorn.
 
 Each runs as a real subprocess in its own process group, logs to a file, and is killed with its
-group by `ServerLauncher.kill_all()` (fixture teardown). They reuse `GunicornApp`'s readiness
+group by `ServerLauncher.kill_all()` (fixture teardown). They share `ServerApp`'s readiness
 probe (a bare TCP connect, so probing creates no spans), graceful stop and kill; only the command
 differs.
 """
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from support.processes import VENV_BIN, GunicornApp, _gunicorn_extra_args, free_port
+from support.processes import VENV_BIN, ServerApp, _gunicorn_extra_args
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 FASTAPI_DIR = TESTS_DIR / "app_fastapi"
 DJANGO_DIR = TESTS_DIR / "app_django"
 
 
-class _Server(GunicornApp):
-    """A server started from `command()`; `app_dir` is where the app is imported from."""
-
-    name = "server"
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    def start(self, timeout: float = 30) -> "_Server":
-        self.port = free_port()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                env=self.env,
-                cwd=str(self.app_dir),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait_listening(timeout)
-        return self
-
-    def failure_sections(self) -> list[tuple[str, str]]:
-        return [(f"{self.name} log ({self.log_path})", self.log_text())]
+_Server = ServerApp
 
 
 class UvicornApp(_Server):
@@ -88,9 +63,9 @@ class ServerLauncher:
 
     def __init__(self, log_dir: Path):
         self.log_dir = Path(log_dir)
-        self.apps: list[GunicornApp] = []
+        self.apps: list[ServerApp] = []
 
-    def start(self, cls: type[GunicornApp], env: dict, **kwargs) -> GunicornApp:
+    def start(self, cls: type[ServerApp], env: dict, **kwargs) -> ServerApp:
         app = cls(env, self.log_dir / f"{cls.__name__.lower()}-{len(self.apps)}.log", **kwargs)
         self.apps.append(app)
         return app.start()

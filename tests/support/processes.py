@@ -53,49 +53,41 @@ def run_python(code: str, env: dict, timeout: float = 60) -> subprocess.Complete
     )
 
 
-class GunicornApp:
-    """``gunicorn --chdir tests/app -w 1 -b 127.0.0.1:<port> app:app`` in its own process group.
+class ServerApp:
+    """A server process started from `command()` in its own process group, with its stdout and
+    stderr (the server's log, the agent's diagnostics) in `log_path`; `app_dir` is where the app is
+    imported from. Stopped like a pod: SIGTERM, then wait; `kill()` SIGKILLs the group."""
 
-    stdout and stderr (gunicorn's log, the access log, the agent's diagnostics) go to `log_path`.
-    """
+    name = "server"
 
-    def __init__(
-        self,
-        env: dict,
-        log_path: Path,
-        app_dir: Path = APP_DIR,
-        app: str = "app:app",
-        workers: int = 1,
-        extra_args: tuple | list = (),
-    ):
+    def __init__(self, env: dict, log_path: Path, app_dir: Path = APP_DIR, app: str = "app:app", workers: int = 1, extra_args=()):
         self.env = env
-        self.extra_args = tuple(extra_args)  # e.g. ("-k", "gthread", "--threads", "8"), ("--preload",)
-        self.workers = workers
         self.log_path = Path(log_path)
-        self.app_dir = app_dir
+        self.app_dir = Path(app_dir)
         self.app = app
+        self.workers = workers
+        self.extra_args = tuple(extra_args)  # e.g. ("-k", "gthread", "--threads", "8"), ("--preload",)
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def start(self, timeout: float = 30) -> "GunicornApp":
+    def start(self, timeout: float = 30) -> "ServerApp":
         self.port = free_port()
-        cmd = [
-            str(VENV_BIN / "gunicorn"),
-            "--chdir", str(self.app_dir),
-            "-w", str(self.workers),
-            "-b", f"127.0.0.1:{self.port}",
-            "--access-logfile", "-",
-            *_gunicorn_extra_args(),
-            *self.extra_args,
-            self.app,
-        ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.command(),
+                env=self.env,
+                cwd=str(self.app_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._wait_listening(timeout)
         return self
@@ -105,14 +97,14 @@ class GunicornApp:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode} before listening\n{self.log_text()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before listening\n{self.log_text()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
                 if time.monotonic() > deadline:
                     self.kill()
-                    raise RuntimeError(f"gunicorn not listening on {self.port} after {timeout}s\n{self.log_text()}")
+                    raise RuntimeError(f"{self.name} not listening on {self.port} after {timeout}s\n{self.log_text()}")
                 time.sleep(0.05)
 
     def worker_pids(self) -> list[int]:
@@ -126,7 +118,7 @@ class GunicornApp:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"gunicorn did not exit within {timeout}s of SIGTERM\n{self.log_text()}") from None
+            raise AssertionError(f"{self.name} did not exit within {timeout}s of SIGTERM\n{self.log_text()}") from None
 
     def kill(self) -> None:
         """SIGKILL the whole process group (finalizer; safe to call repeatedly)."""
@@ -145,10 +137,28 @@ class GunicornApp:
         try:
             return self.log_path.read_text(errors="replace")
         except OSError as exc:
-            return f"<no gunicorn log: {exc}>"
+            return f"<no {self.name} log: {exc}>"
 
     def failure_sections(self) -> list[tuple[str, str]]:
-        return [(f"gunicorn log ({self.log_path})", self.log_text())]
+        return [(f"{self.name} log ({self.log_path})", self.log_text())]
+
+
+class GunicornApp(ServerApp):
+    """``gunicorn --chdir tests/app -w 1 -b 127.0.0.1:<port> app:app``."""
+
+    name = "gunicorn"
+
+    def command(self) -> list[str]:
+        return [
+            str(VENV_BIN / "gunicorn"),
+            "--chdir", str(self.app_dir),
+            "-w", str(self.workers),
+            "-b", f"127.0.0.1:{self.port}",
+            "--access-logfile", "-",
+            *_gunicorn_extra_args(),
+            *self.extra_args,
+            self.app,
+        ]  # fmt: skip
 
 
 class GunicornLauncher:

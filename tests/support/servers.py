@@ -12,15 +12,11 @@ Each runs a WSGI app (``module:callable`` in `app_dir`) in its own process group
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from support.processes import APP_DIR, VENV_BIN, GunicornApp, child_pids, free_port
+from support.processes import APP_DIR, VENV_BIN, GunicornApp, ServerApp
 
 
 def tool(name: str) -> str | None:
@@ -31,91 +27,11 @@ def tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-class ServerApp:
-    """Common lifecycle: start (wait until the port accepts), stop (SIGTERM), kill, logs."""
-
-    name = "server"
-
-    def __init__(self, env: dict, log_path: Path, app_dir: Path = APP_DIR, app: str = "app:app", extra_args=()):
-        self.env = env
-        self.log_path = Path(log_path)
-        self.app_dir = Path(app_dir)
-        self.app = app
-        self.extra_args = tuple(extra_args)
-        self.port: int | None = None
-        self.proc: subprocess.Popen | None = None
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def start(self, timeout: float = 30) -> "ServerApp":
-        self.port = free_port()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                env=self.env,
-                cwd=str(self.app_dir),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before listening\n{self.log_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"{self.name} not listening on {self.port} after {timeout}s\n{self.log_text()}")
-                time.sleep(0.05)
-
-    def worker_pids(self) -> list[int]:
-        return child_pids(self.pid)
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} did not exit within {timeout}s of SIGTERM\n{self.log_text()}") from None
-
-    def kill(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"<no {self.name} log: {exc}>"
-
-    def failure_sections(self) -> list[tuple[str, str]]:
-        return [(f"{self.name} log ({self.log_path})", self.log_text())]
-
-
 class WaitressApp(ServerApp):
     name = "waitress"
 
     def __init__(self, env, log_path, app_dir=APP_DIR, app="app:app", threads: int = 8, extra_args=()):
-        super().__init__(env, log_path, app_dir, app, extra_args)
+        super().__init__(env, log_path, app_dir, app, extra_args=extra_args)
         self.threads = threads
 
     def command(self) -> list[str]:
@@ -132,8 +48,7 @@ class UwsgiApp(ServerApp):
     name = "uwsgi"
 
     def __init__(self, env, log_path, app_dir=APP_DIR, app="app:app", workers: int = 4, lazy_apps=False, extra_args=()):
-        super().__init__(env, log_path, app_dir, app, extra_args)
-        self.workers = workers
+        super().__init__(env, log_path, app_dir, app, workers, extra_args)
         self.lazy_apps = lazy_apps
 
     def command(self) -> list[str]:
