@@ -175,9 +175,11 @@ def server_run(request, rel_install, tmp_path_factory) -> ServerRun:
             stop_seconds = time.monotonic() - t0
             expected = sc.requests + (1 if sc.master_spans else 0)
             spans = _wait_for_count(rx, expected, timeout=5)
-            return ServerRun(
-                name, sc, app.pid, watcher.pids, targets, responses, spans, exit_code, stop_seconds, app.log_text()
-            )
+            log = app.log_text()
+            # The watcher samples; a worker that lived briefly between samples (a --max-requests
+            # restart) is still named in the server's own log.
+            booted = {int(gunicorn or uwsgi) for gunicorn, uwsgi in re.findall(r"Booting worker with pid: (\d+)|\(pid: (\d+)", log)}
+            return ServerRun(name, sc, app.pid, watcher.pids | booted, targets, responses, spans, exit_code, stop_seconds, log)
         finally:
             launcher.kill_all()
 
