@@ -56,14 +56,6 @@ def wait_for_count(port: int, expected: int, timeout: float = 20) -> str:
     raise AssertionError(f"/metrics never counted {expected} requests; last scrape:\n{last}")
 
 
-def wait_for_workers(app, n: int, timeout: float = 20) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while len(pids := app.worker_pids()) < n:
-        assert time.monotonic() < deadline, f"only {len(pids)} of {n} workers booted"
-        time.sleep(0.1)
-    return pids
-
-
 def shared_snapshots(master_pid: int, port: int) -> list[str]:
     """The per-process snapshot files the workers share (see src/metrics/prometheus.rs)."""
     directory = Path(tempfile.gettempdir()) / f"ferrotel-metrics-{os.getuid()}-{master_pid}-{port}"
@@ -85,7 +77,7 @@ def prometheus_app(operator_install, receiver, gunicorn):
 
 def test_every_worker_counted_on_one_endpoint(prometheus_app):
     app, port = prometheus_app
-    workers = wait_for_workers(app, 3)
+    workers = app.wait_for_workers(3)
     # Three slow requests at once: each sync worker can hold only one, so all three serve.
     threads = [threading.Thread(target=http_get, args=(app.port, "/slow")) for _ in range(3)]
     for t in threads:

@@ -126,7 +126,7 @@ def fault_run(request, rel_install, tmp_path_factory) -> FaultRun:
         if fault != "absent":
             collector.start()
         app = launcher.gunicorn(env, workers=1)
-        worker = app.worker_pids()[0]
+        worker = app.wait_for_workers(1)[0]
         port = app.port
 
         def healthy_phase() -> Latency:

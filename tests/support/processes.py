@@ -110,6 +110,15 @@ class ServerApp:
     def worker_pids(self) -> list[int]:
         return child_pids(self.pid)
 
+    def wait_for_workers(self, n: int = 1, timeout: float = 20) -> list[int]:
+        """The worker pids once at least `n` are forked (a master listens before its workers)."""
+        deadline = time.monotonic() + timeout
+        while len(pids := self.worker_pids()) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: only {len(pids)} of {n} workers after {timeout}s\n{self.log_text()}")
+            time.sleep(0.05)
+        return pids
+
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM the master (graceful, like kubelet) and wait for it to exit; return its exit code."""
         if self.proc.poll() is None:
