@@ -63,6 +63,9 @@ deploy-tools:
 	) || echo "deploy-tools: could not install promtool from Debian's prometheus package"
 	@! command -v rustup >/dev/null 2>&1 || rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
 	  || rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "deploy-tools: could not add the Rust musl target"
+	@command -v musl-gcc >/dev/null 2>&1 || { apt-get install -y -qq musl-tools >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null 2>&1; }; } \
+	  || echo "deploy-tools: could not install musl-tools (the preload library's musl checks will skip)"
 
 # App environments for tests/otel_api (issue 10), beside the test venv: the test app's packages
 # with opentelemetry-api at the newest release and at one about two years older, with the SDK (an

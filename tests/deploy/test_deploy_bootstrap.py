@@ -329,8 +329,7 @@ def test_stand_down_turns_off_our_preload_for_children(operator_install, receive
     # Injected by libferrotel_preload.so (it prepends our bootstrap dir in every CPython process it
     # is preloaded into): after a stand-down, children must not get us back from it.
     preload = operator_install / "libferrotel_preload.so"
-    if not preload.is_file():
-        pytest.skip("the tree has no libferrotel_preload.so")
+    assert preload.is_file(), "make dist ships libferrotel_preload.so in the tree"
     root, bootstrap = fake_upstream(tmp_path)
     env = clean_env(
         LD_PRELOAD=str(preload),
