@@ -55,16 +55,11 @@ pub fn instrumentation(r: &mut Reader<'_>) -> InstrumentationConfig {
 #[cfg(test)]
 mod tests {
     use super::super::Config;
-    use std::collections::HashMap;
 
-    fn cfg(vars: &[(&str, &str)]) -> Config {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| map.get(k).cloned())
-    }
 
     #[test]
     fn everything_is_enabled_by_default() {
-        let c = cfg(&[]).instrumentation;
+        let c = Config::from_pairs(&[]).instrumentation;
         for name in ["urllib", "urllib3", "requests", "httpx", "flask"] {
             assert!(c.enabled(name));
             assert!(c.excluded_urls(name).is_empty());
@@ -73,16 +68,16 @@ mod tests {
 
     #[test]
     fn disabled_names_are_upstream_entry_point_names() {
-        let c = cfg(&[("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", " requests , HTTPX,")]).instrumentation;
+        let c = Config::from_pairs(&[("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", " requests , HTTPX,")]).instrumentation;
         assert!(!c.enabled("requests") && !c.enabled("httpx"));
         assert!(c.enabled("urllib") && c.enabled("urllib3"));
-        let all = cfg(&[("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "*")]).instrumentation;
+        let all = Config::from_pairs(&[("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "*")]).instrumentation;
         assert!(!all.enabled("urllib") && !all.enabled("flask"));
     }
 
     #[test]
     fn excluded_urls_specific_over_generic() {
-        let c = cfg(&[
+        let c = Config::from_pairs(&[
             ("OTEL_PYTHON_EXCLUDED_URLS", "healthz, client/.*/info"),
             ("OTEL_PYTHON_HTTPX_EXCLUDED_URLS", "only-httpx"),
         ])
@@ -90,7 +85,7 @@ mod tests {
         assert_eq!(c.excluded_urls("urllib3"), ["healthz", "client/.*/info"]);
         assert_eq!(c.excluded_urls("requests"), ["healthz", "client/.*/info"]);
         assert_eq!(c.excluded_urls("httpx"), ["only-httpx"]);
-        let c = cfg(&[("OTEL_PYTHON_URLLIB_EXCLUDED_URLS", "x")]).instrumentation;
+        let c = Config::from_pairs(&[("OTEL_PYTHON_URLLIB_EXCLUDED_URLS", "x")]).instrumentation;
         assert_eq!(c.excluded_urls("urllib"), ["x"]);
         assert!(c.excluded_urls("urllib3").is_empty());
     }

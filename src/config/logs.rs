@@ -105,17 +105,12 @@ fn blrp(r: &mut Reader<'_>) -> BatchConfig {
 mod tests {
     use super::super::{Config, Protocol};
     use super::*;
-    use std::collections::HashMap;
     use std::time::Duration;
 
-    fn cfg(vars: &[(&str, &str)]) -> Config {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| map.get(k).cloned())
-    }
 
     #[test]
     fn defaults_follow_the_specification() {
-        let c = cfg(&[]);
+        let c = Config::from_pairs(&[]);
         let l = &c.logs;
         assert_eq!(l.exporters, vec![LogsExporter::Otlp]);
         assert!(!l.auto_instrumentation && !l.export_enabled(), "log export is opt-in, as upstream");
@@ -135,7 +130,7 @@ mod tests {
 
     #[test]
     fn variables_are_read() {
-        let c = cfg(&[
+        let c = Config::from_pairs(&[
             ("OTEL_LOGS_EXPORTER", "console, otlp"),
             ("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "TRUE"),
             ("OTEL_PYTHON_LOG_CORRELATION", "true"),
@@ -166,15 +161,15 @@ mod tests {
 
     #[test]
     fn logs_endpoint_rules() {
-        let c = cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"), ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf")]);
+        let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"), ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf")]);
         assert_eq!(c.logs.otlp.endpoint, "http://c:4318/v1/logs");
-        let c = cfg(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:9999/custom")]);
+        let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:9999/custom")]);
         assert_eq!(c.logs.otlp.endpoint, "http://c:9999/custom");
     }
 
     #[test]
     fn bad_values_warn_and_use_defaults() {
-        let c = cfg(&[
+        let c = Config::from_pairs(&[
             ("OTEL_LOGS_EXPORTER", "otlp,zipkin"),
             ("OTEL_BLRP_MAX_QUEUE_SIZE", "0"),
             ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "4096"),
@@ -190,8 +185,8 @@ mod tests {
         for var in ["OTEL_LOGS_EXPORTER", "OTEL_BLRP_MAX_QUEUE_SIZE", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "OTEL_PYTHON_LOG_LEVEL", "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"] {
             assert!(c.warnings.iter().any(|w| w.contains(var)), "no warning for {var}: {:?}", c.warnings);
         }
-        assert!(cfg(&[("OTEL_LOGS_EXPORTER", "none"), ("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true")]).logs.exporters.is_empty());
-        let small = cfg(&[("OTEL_BLRP_MAX_QUEUE_SIZE", "16")]);
+        assert!(Config::from_pairs(&[("OTEL_LOGS_EXPORTER", "none"), ("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true")]).logs.exporters.is_empty());
+        let small = Config::from_pairs(&[("OTEL_BLRP_MAX_QUEUE_SIZE", "16")]);
         assert_eq!(small.logs.batch.max_export_batch_size, 16, "the default batch follows a smaller queue");
         assert!(small.warnings.is_empty(), "{:?}", small.warnings);
     }

@@ -160,6 +160,12 @@ impl Config {
         }
     }
 
+    /// From `(variable, value)` pairs: the tests' configuration source.
+    #[cfg(test)]
+    pub(crate) fn from_pairs(vars: &[(&str, &str)]) -> Self {
+        Self::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+    }
+
     /// Build from any variable source (tests pass a map). Empty values count as unset, as the
     /// specification says.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {

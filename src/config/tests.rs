@@ -1,16 +1,11 @@
 //! Configuration tests: every variable, defaults, bad values.
 
 use super::*;
-use std::collections::HashMap;
 
-fn cfg(vars: &[(&str, &str)]) -> Config {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    Config::from_lookup(|k| map.get(k).cloned())
-}
 
 #[test]
 fn defaults_follow_the_specification() {
-    let c = cfg(&[]);
+    let c = Config::from_pairs(&[]);
     assert!(!c.sdk_disabled);
     assert_eq!(c.service_name, None);
     assert_eq!(c.traces_exporters, vec![TracesExporter::Otlp]);
@@ -31,7 +26,7 @@ fn defaults_follow_the_specification() {
 
 #[test]
 fn every_variable_is_read() {
-    let c = cfg(&[
+    let c = Config::from_pairs(&[
         ("OTEL_SDK_DISABLED", "TRUE"),
         ("OTEL_SERVICE_NAME", "shop"),
         ("OTEL_RESOURCE_ATTRIBUTES", "k8s.pod.name=p-1, deployment.environment=prod%20eu"),
@@ -74,7 +69,7 @@ fn every_variable_is_read() {
 
 #[test]
 fn signal_specific_variables_win() {
-    let c = cfg(&[
+    let c = Config::from_pairs(&[
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4318/"),
@@ -87,15 +82,15 @@ fn signal_specific_variables_win() {
     assert_eq!(c.otlp.endpoint, "http://generic:4318/v1/traces");
     assert_eq!(c.otlp.timeout, Duration::from_millis(7));
     assert_eq!(c.otlp.compression, Compression::None);
-    let c = cfg(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://x:1/custom"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://y:2")]);
+    let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://x:1/custom"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://y:2")]);
     assert_eq!(c.otlp.endpoint, "http://x:1/custom", "used as is");
-    let c = cfg(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+    let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
     assert_eq!(c.otlp.endpoint, "http://localhost:4317");
 }
 
 #[test]
 fn bad_values_warn_once_each_and_use_the_default() {
-    let c = cfg(&[
+    let c = Config::from_pairs(&[
         ("OTEL_SDK_DISABLED", "yes"),
         ("OTEL_TRACES_EXPORTER", "zipkin"),
         ("OTEL_METRICS_EXPORTER", "statsd"),
@@ -145,7 +140,7 @@ fn bad_values_warn_once_each_and_use_the_default() {
 
 #[test]
 fn unknown_sampler_and_none_values() {
-    let c = cfg(&[("OTEL_TRACES_SAMPLER", "jaeger_remote"), ("OTEL_PROPAGATORS", "none"), ("OTEL_TRACES_EXPORTER", "none")]);
+    let c = Config::from_pairs(&[("OTEL_TRACES_SAMPLER", "jaeger_remote"), ("OTEL_PROPAGATORS", "none"), ("OTEL_TRACES_EXPORTER", "none")]);
     assert_eq!(c.sampler, SamplerConfig::ParentBasedAlwaysOn);
     assert_eq!(c.warnings.len(), 1);
     assert!(c.propagators.is_empty());
@@ -156,13 +151,13 @@ fn unknown_sampler_and_none_values() {
         ("parentbased_always_off", SamplerConfig::ParentBasedAlwaysOff),
         ("traceidratio", SamplerConfig::TraceIdRatio(1.0)),
     ] {
-        assert_eq!(cfg(&[("OTEL_TRACES_SAMPLER", name)]).sampler, expect);
+        assert_eq!(Config::from_pairs(&[("OTEL_TRACES_SAMPLER", name)]).sampler, expect);
     }
 }
 
 #[test]
 fn empty_values_count_as_unset() {
-    let c = cfg(&[("OTEL_SERVICE_NAME", ""), ("OTEL_TRACES_EXPORTER", " "), ("OTEL_BSP_SCHEDULE_DELAY", "")]);
+    let c = Config::from_pairs(&[("OTEL_SERVICE_NAME", ""), ("OTEL_TRACES_EXPORTER", " "), ("OTEL_BSP_SCHEDULE_DELAY", "")]);
     assert_eq!(c.service_name, None);
     assert_eq!(c.traces_exporters, vec![TracesExporter::Otlp]);
     assert!(c.warnings.is_empty());
@@ -170,12 +165,12 @@ fn empty_values_count_as_unset() {
 
 #[test]
 fn metrics_settings() {
-    let c = cfg(&[]);
+    let c = Config::from_pairs(&[]);
     assert_eq!(c.metrics.exporters, vec![MetricsExporter::Otlp]);
     assert_eq!(c.metrics.interval, Duration::from_secs(60));
     assert_eq!(c.metrics.otlp.endpoint, "http://localhost:4318/v1/metrics");
     assert_eq!((c.metrics.prometheus_host.as_str(), c.metrics.prometheus_port), ("localhost", 9464));
-    let c = cfg(&[
+    let c = Config::from_pairs(&[
         ("OTEL_METRICS_EXPORTER", "prometheus,otlp"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
@@ -190,7 +185,7 @@ fn metrics_settings() {
     assert_eq!(c.metrics.otlp.endpoint, "http://m:4317");
     assert_eq!(c.otlp.endpoint, "http://c:4318/v1/traces", "traces keep their own");
     assert_eq!((c.metrics.prometheus_host.as_str(), c.metrics.prometheus_port), ("0.0.0.0", 9999));
-    let c = cfg(&[("OTEL_METRICS_EXPORTER", "none"), ("OTEL_EXPORTER_PROMETHEUS_PORT", "99999")]);
+    let c = Config::from_pairs(&[("OTEL_METRICS_EXPORTER", "none"), ("OTEL_EXPORTER_PROMETHEUS_PORT", "99999")]);
     assert!(c.metrics.exporters.is_empty());
     assert_eq!(c.metrics.prometheus_port, 9464);
     assert_eq!(c.warnings.len(), 1);
@@ -198,14 +193,14 @@ fn metrics_settings() {
 
 #[test]
 fn processing_settings() {
-    let c = cfg(&[]);
+    let c = Config::from_pairs(&[]);
     let p = &c.processing;
     assert_eq!(p.slow_threshold, Duration::from_millis(100));
     assert_eq!(p.filter_routes, vec!["/healthz", "/readyz", "/livez", "/metrics"]);
     assert!(p.redact_query_keys.contains(&"token".to_string()));
     assert!(p.redact_headers.contains(&"authorization".to_string()));
     assert!(p.keep_errors_and_slow);
-    let c = cfg(&[
+    let c = Config::from_pairs(&[
         ("FERROTEL_SPAN_ATTRIBUTES", "team=payments,tier=gold%20plus"),
         ("FERROTEL_SLOW_THRESHOLD_MS", "250"),
         ("FERROTEL_SLOW_ROUTES", "/reports/*=2000,/x=oops"),

@@ -84,8 +84,7 @@ pub(crate) mod test_support {
     use crate::span::{Scope, SpanKind, SpanRecord};
 
     pub fn config(vars: &[(&str, &str)]) -> crate::config::ProcessingConfig {
-        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())).processing
+        Config::from_pairs(vars).processing
     }
 
     /// A finished, sampled server span for `route` that took `ms` milliseconds.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support import processes
 from support.processes import VENV_BIN, ServerApp, _gunicorn_extra_args
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -58,21 +59,8 @@ class HypercornApp(_Server):
         return [str(VENV_BIN / "hypercorn"), "--bind", f"127.0.0.1:{self.port}", self.app]
 
 
-class ServerLauncher:
-    """Starts servers with logs under `log_dir`; `kill_all()` kills every one it started."""
-
-    def __init__(self, log_dir: Path):
-        self.log_dir = Path(log_dir)
-        self.apps: list[ServerApp] = []
+class ServerLauncher(processes.ServerLauncher):
+    """Starts any of these servers: `start(UvicornApp, env, ...)`."""
 
     def start(self, cls: type[ServerApp], env: dict, **kwargs) -> ServerApp:
-        app = cls(env, self.log_dir / f"{cls.__name__.lower()}-{len(self.apps)}.log", **kwargs)
-        self.apps.append(app)
-        return app.start()
-
-    def kill_all(self) -> None:
-        for app in self.apps:
-            app.kill()
-
-    def failure_sections(self) -> list[tuple[str, str]]:
-        return [section for app in self.apps for section in app.failure_sections()]
+        return self.launch(cls(env, self.log_path(cls.__name__.lower()), **kwargs))

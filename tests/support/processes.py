@@ -24,9 +24,9 @@ def free_port() -> int:
 
 
 @lru_cache(maxsize=None)
-def _gunicorn_extra_args() -> tuple[str, ...]:
+def _gunicorn_extra_args(gunicorn: str = str(VENV_BIN / "gunicorn")) -> tuple[str, ...]:
     # recent gunicorn releases open a control socket under $HOME by default; concurrent test apps must not share it.
-    help_text = subprocess.run([str(VENV_BIN / "gunicorn"), "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run([gunicorn, "--help"], capture_output=True, text=True).stdout
     return ("--no-control-socket",) if "--no-control-socket" in help_text else ()
 
 
@@ -156,29 +156,33 @@ class GunicornApp(ServerApp):
     """``gunicorn --chdir tests/app -w 1 -b 127.0.0.1:<port> app:app``."""
 
     name = "gunicorn"
+    bin_dir = VENV_BIN  # the environment whose gunicorn runs the app
 
     def command(self) -> list[str]:
+        gunicorn = str(self.bin_dir / "gunicorn")
         return [
-            str(VENV_BIN / "gunicorn"),
+            gunicorn,
             "--chdir", str(self.app_dir),
             "-w", str(self.workers),
             "-b", f"127.0.0.1:{self.port}",
             "--access-logfile", "-",
-            *_gunicorn_extra_args(),
+            *_gunicorn_extra_args(gunicorn),
             *self.extra_args,
             self.app,
         ]  # fmt: skip
 
 
-class GunicornLauncher:
-    """Starts GunicornApps with logs under `log_dir`, and kills them all in `kill_all()`."""
+class ServerLauncher:
+    """Starts servers with logs under `log_dir`; `kill_all()` kills every one it started."""
 
     def __init__(self, log_dir: Path):
         self.log_dir = Path(log_dir)
-        self.apps: list[GunicornApp] = []
+        self.apps: list[ServerApp] = []
 
-    def start(self, env: dict, **kwargs) -> GunicornApp:
-        app = GunicornApp(env, self.log_dir / f"gunicorn-{len(self.apps)}.log", **kwargs)
+    def log_path(self, kind: str) -> Path:
+        return self.log_dir / f"{kind}-{len(self.apps)}.log"
+
+    def launch(self, app: ServerApp) -> ServerApp:
         self.apps.append(app)
         return app.start()
 
@@ -188,3 +192,10 @@ class GunicornLauncher:
 
     def failure_sections(self) -> list[tuple[str, str]]:
         return [section for app in self.apps for section in app.failure_sections()]
+
+
+class GunicornLauncher(ServerLauncher):
+    """Starts GunicornApps (the `gunicorn` fixture)."""
+
+    def start(self, env: dict, **kwargs) -> GunicornApp:
+        return self.launch(GunicornApp(env, self.log_path("gunicorn"), **kwargs))

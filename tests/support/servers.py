@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from support import processes
 from support.processes import APP_DIR, VENV_BIN, GunicornApp, ServerApp
 
 
@@ -70,37 +71,17 @@ class UwsgiApp(ServerApp):
         ]  # fmt: skip
 
 
-class ServerLauncher:
+class ServerLauncher(processes.ServerLauncher):
     """Starts gunicorn / waitress / uwsgi apps with logs under `log_dir`; `kill_all()` at teardown."""
 
-    def __init__(self, log_dir: Path):
-        self.log_dir = Path(log_dir)
-        self.apps: list = []
-
-    def _log(self, kind: str) -> Path:
-        return self.log_dir / f"{kind}-{len(self.apps)}.log"
-
     def gunicorn(self, env: dict, **kwargs) -> GunicornApp:
-        app = GunicornApp(env, self._log("gunicorn"), **kwargs)
-        self.apps.append(app)
-        return app.start()
+        return self.launch(GunicornApp(env, self.log_path("gunicorn"), **kwargs))
 
     def waitress(self, env: dict, **kwargs) -> WaitressApp:
-        app = WaitressApp(env, self._log("waitress"), **kwargs)
-        self.apps.append(app)
-        return app.start()
+        return self.launch(WaitressApp(env, self.log_path("waitress"), **kwargs))
 
     def uwsgi(self, env: dict, **kwargs) -> UwsgiApp:
-        app = UwsgiApp(env, self._log("uwsgi"), **kwargs)
-        self.apps.append(app)
-        return app.start()
-
-    def kill_all(self) -> None:
-        for app in self.apps:
-            app.kill()
-
-    def failure_sections(self) -> list[tuple[str, str]]:
-        return [section for app in self.apps for section in app.failure_sections()]
+        return self.launch(UwsgiApp(env, self.log_path("uwsgi"), **kwargs))
 
 
 def uwsgi_unavailable() -> str | None:
