@@ -41,8 +41,8 @@ impl Resource {
         }
         attrs.retain(|(_, v)| !matches!(v, Value::Str(s) if s.is_empty()));
         let mut set = |k: String, v: String| match attrs.iter_mut().find(|(ek, _)| *ek == k) {
-            Some(slot) => slot.1 = Value::Str(v),
-            None => attrs.push((k.into(), Value::Str(v))),
+            Some(slot) => slot.1 = Value::Str(v.into()),
+            None => attrs.push((k.into(), Value::Str(v.into()))),
         };
         for (k, v) in &config.resource_attributes {
             set(k.clone(), v.clone());
@@ -53,7 +53,7 @@ impl Resource {
         // One per process unless the user (or the Operator) chose one: a forked worker builds its
         // resource in its own export thread, so it gets its own id.
         if !attrs.iter().any(|(k, _)| k == "service.instance.id") {
-            attrs.push(("service.instance.id".into(), Value::Str(uuid_v4())));
+            attrs.push(("service.instance.id".into(), Value::Str(uuid_v4().into())));
         }
         Resource { attributes: attrs }
     }

@@ -1,7 +1,7 @@
 //! HTTP semantic conventions (stable, v1.2x): the rules that turn request facts into span
 //! attributes, names and status. Pure Rust, shared by every server and client hook.
 
-use crate::span::{Event, SpanRecord, Status, Value};
+use crate::span::{Event, SpanRecord, Status, Text, Value};
 
 pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
 pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
@@ -22,8 +22,8 @@ const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNE
 /// Record the request method: known methods as they are, anything else as `_OTHER` with the
 /// original kept beside it.
 pub fn set_method(span: &mut SpanRecord, method: &str) {
-    if KNOWN_METHODS.contains(&method) {
-        span.set(HTTP_REQUEST_METHOD, method);
+    if let Some(known) = KNOWN_METHODS.iter().find(|m| **m == method) {
+        span.set(HTTP_REQUEST_METHOD, Text::const_new(known));
     } else {
         span.set(HTTP_REQUEST_METHOD, "_OTHER");
         span.set(HTTP_REQUEST_METHOD_ORIGINAL, method);
@@ -31,16 +31,34 @@ pub fn set_method(span: &mut SpanRecord, method: &str) {
 }
 
 /// `{method} {route}`, or just `{method}` without a route; `HTTP` stands for unknown methods.
-pub fn server_span_name(span: &SpanRecord) -> String {
+pub fn server_span_name(span: &SpanRecord) -> Text {
     let method = match span.get(HTTP_REQUEST_METHOD) {
-        Some(Value::Str(m)) if m != "_OTHER" => m.as_str(),
-        _ => "HTTP",
+        Some(Value::Str(m)) if m != "_OTHER" => m,
+        _ => &Text::const_new("HTTP"),
     };
     match span.get(HTTP_ROUTE) {
-        Some(Value::Str(route)) => format!("{method} {route}"),
-        _ => method.to_string(),
+        Some(Value::Str(route)) => {
+            let mut name = Text::with_capacity(method.len() + 1 + route.len());
+            name.push_str(method);
+            name.push(' ');
+            name.push_str(route);
+            name
+        }
+        _ => method.clone(),
     }
 }
+
+/// `text` as one of `known` (static: no copy, no allocation) or as its own copy.
+pub fn known_or_owned(text: &str, known: &[&'static str]) -> Text {
+    match known.iter().find(|k| **k == text) {
+        Some(k) => Text::const_new(k),
+        None => Text::new(text),
+    }
+}
+
+/// The values `network.protocol.version` and `url.scheme` nearly always take.
+pub const PROTOCOL_VERSIONS: [&str; 4] = ["1.1", "1.0", "2", "3"];
+pub const SCHEMES: [&str; 2] = ["http", "https"];
 
 /// Split a `Host` header (`name`, `name:port`, `[v6]:port`) into address and port.
 pub fn split_host(host: &str) -> (&str, Option<u16>) {
@@ -111,9 +129,9 @@ pub fn record_exception(span: &mut SpanRecord, e: ExceptionInfo, time_ns: u64) {
         name: "exception".into(),
         time_ns,
         attributes: vec![
-            ("exception.type".into(), Value::Str(e.type_name)),
-            ("exception.message".into(), Value::Str(e.message)),
-            ("exception.stacktrace".into(), Value::Str(e.stacktrace)),
+            ("exception.type".into(), Value::Str(e.type_name.into())),
+            ("exception.message".into(), Value::Str(e.message.into())),
+            ("exception.stacktrace".into(), Value::Str(e.stacktrace.into())),
         ],
     });
 }

@@ -64,7 +64,7 @@ fn encode_span(r: &SpanRecord) -> Span {
         trace_state: r.trace_state.clone().unwrap_or_default(),
         parent_span_id: if has_parent { r.parent_span_id.0.to_vec() } else { Vec::new() },
         flags: r.flags as u32 | HAS_IS_REMOTE | if has_parent && r.parent_remote { IS_REMOTE } else { 0 },
-        name: r.name.clone(),
+        name: r.name.to_string(),
         kind: kind as i32,
         start_time_unix_nano: r.start_ns,
         end_time_unix_nano: r.end_ns,
@@ -109,7 +109,7 @@ pub fn key_values(attrs: &Attributes) -> Vec<KeyValue> {
 
 fn any_value(v: &Value) -> AnyValue {
     let value = match v {
-        Value::Str(s) => any_value::Value::StringValue(s.clone()),
+        Value::Str(s) => any_value::Value::StringValue(s.to_string()),
         Value::Int(i) => any_value::Value::IntValue(*i),
         Value::F64(f) => any_value::Value::DoubleValue(*f),
         Value::Bool(b) => any_value::Value::BoolValue(*b),
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn encodes_and_decodes_with_the_upstream_types() {
         let parent = SpanContext { trace_id: TraceId::random(), span_id: SpanId::random(), flags: 1, trace_state: Some("a=1".into()), remote: true };
-        let mut rec = SpanRecord::start("GET /x".into(), SpanKind::Server, Scope::fixed("ferrotel.test"), Some(&parent), parent.trace_id, crate::span::Head::Sampled);
+        let mut rec = SpanRecord::start("GET /x", SpanKind::Server, Scope::fixed("ferrotel.test"), Some(&parent), parent.trace_id, crate::span::Head::Sampled);
         rec.set("http.response.status_code", 200i64);
         rec.status = Status::Error("boom".into());
         rec.end_ns = rec.start_ns + 5;

@@ -21,17 +21,21 @@ struct W {
 }
 
 impl W {
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self, v: u64) {
         if v < 0x80 {
             self.buf.push(v as u8);
         } else {
-            let mut tmp = [0u8; 10];
-            let n = varint_into(v, &mut tmp);
-            self.buf.extend_from_slice(&tmp[..n]);
+            self.varint_long(v);
         }
     }
-    #[inline]
+    #[inline(never)]
+    fn varint_long(&mut self, v: u64) {
+        let mut tmp = [0u8; 10];
+        let n = varint_into(v, &mut tmp);
+        self.buf.extend_from_slice(&tmp[..n]);
+    }
+    #[inline(always)]
     fn key(&mut self, tag: u32, wt: WireType) {
         self.varint(((tag << 3) | wt as u32) as u64);
     }
@@ -63,19 +67,31 @@ impl W {
             self.buf.extend_from_slice(&v.to_le_bytes());
         }
     }
-    /// A nested message: its length is written after its body (reserve the longest varint,
-    /// then close the gap).
+    /// A nested message: its length is written after its body, into the room reserved before
+    /// it (one byte: most nested messages are short); the body moves only when that guess was wrong.
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut W)) {
+        self.message_sized(tag, 1, body)
+    }
+
+    /// `message` with room for a `guess`-byte length: spans are 128 bytes to 16 KiB (two bytes),
+    /// a batch's outer messages take three; a right guess saves moving the whole body.
+    fn message_sized(&mut self, tag: u32, guess: usize, body: impl FnOnce(&mut W)) {
         self.key(tag, WireType::LengthDelimited);
         let start = self.buf.len();
-        self.buf.extend_from_slice(&[0; 10]);
+        self.buf.resize(start + guess, 0);
         body(self);
-        let len = self.buf.len() - start - 10;
+        let end = self.buf.len();
+        let len = end - start - guess;
         let mut prefix = [0u8; 10];
         let n = varint_into(len as u64, &mut prefix);
-        self.buf.copy_within(start + 10.., start + n);
+        if n > guess {
+            self.buf.resize(end + (n - guess), 0);
+            self.buf.copy_within(start + guess..end, start + n);
+        } else if n < guess {
+            self.buf.copy_within(start + guess..end, start + n);
+            self.buf.truncate(start + n + len);
+        }
         self.buf[start..start + n].copy_from_slice(&prefix[..n]);
-        self.buf.truncate(start + n + len);
     }
 
     /// A length-delimited field whose length is known up front.
@@ -104,7 +120,7 @@ impl W {
                 self.key(4, WireType::SixtyFourBit);
                 self.buf.extend_from_slice(&f.to_le_bytes());
             }
-            Value::StrArray(a) => self.array(a.iter().map(|s| Value::Str(s.clone()))),
+            Value::StrArray(a) => self.array(a.iter().map(|s| Value::Str(s.as_str().into()))),
             Value::BoolArray(a) => self.array(a.iter().map(|b| Value::Bool(*b))),
             Value::IntArray(a) => self.array(a.iter().map(|i| Value::Int(*i))),
             Value::F64Array(a) => self.array(a.iter().map(|f| Value::F64(*f))),
@@ -167,7 +183,7 @@ impl W {
         self.attributes(9, &r.attributes);
         self.uint(10, r.dropped.attributes as u64);
         for e in &r.events {
-            self.message(11, |w| {
+            self.message_sized(11, 2, |w| {
                 w.fixed64(1, e.time_ns);
                 w.string(2, &e.name);
                 w.attributes(3, &e.attributes);
@@ -221,17 +237,19 @@ pub fn encode_traces(batch: &[SpanRecord], resource: &Resource) -> Vec<u8> {
             scopes.push(&r.scope);
         }
     }
-    let mut w = W { buf: Vec::with_capacity(512 + batch.len() * 400) };
-    w.message(1, |w| {
-        w.message(1, |w| w.attributes(1, &resource.attributes));
+    let estimate = 512 + batch.len() * 400;
+    let outer = varint_len(estimate as u64);
+    let mut w = W { buf: Vec::with_capacity(estimate) };
+    w.message_sized(1, outer, |w| {
+        w.message_sized(1, 2, |w| w.attributes(1, &resource.attributes));
         for scope in scopes {
-            w.message(2, |w| {
+            w.message_sized(2, outer, |w| {
                 w.message(1, |w| {
                     w.string(1, &scope.name);
                     w.string(2, scope.version.as_deref().unwrap_or(""));
                 });
                 for r in batch.iter().filter(|r| r.scope == *scope) {
-                    w.message(2, |w| w.span(r));
+                    w.message_sized(2, 2, |w| w.span(r));
                 }
             });
         }
@@ -250,7 +268,7 @@ mod tests {
 
     fn sample() -> Vec<SpanRecord> {
         let parent = SpanContext { trace_id: TraceId::random(), span_id: SpanId::random(), flags: 1, trace_state: Some("a=1".into()), remote: true };
-        let mut a = SpanRecord::start("GET /x".into(), SpanKind::Server, Scope::fixed("ferrotel.flask"), Some(&parent), parent.trace_id, Head::Sampled);
+        let mut a = SpanRecord::start("GET /x", SpanKind::Server, Scope::fixed("ferrotel.flask"), Some(&parent), parent.trace_id, Head::Sampled);
         a.set("http.response.status_code", 200i64);
         a.set("s", "");
         a.set("b", true);
@@ -263,7 +281,7 @@ mod tests {
         a.end_ns = a.start_ns + 1000;
         a.dropped.attributes = 3;
         a.dropped.links = 1;
-        let mut b = SpanRecord::start("manual".into(), SpanKind::Internal, Scope { name: "app".into(), version: None }, None, TraceId::random(), Head::Sampled);
+        let mut b = SpanRecord::start("manual", SpanKind::Internal, Scope { name: "app".into(), version: None }, None, TraceId::random(), Head::Sampled);
         b.status = Status::Ok;
         b.end_ns = b.start_ns;
         let mut c = a.clone();
@@ -291,6 +309,25 @@ mod tests {
             prost::encoding::encode_varint(v, &mut theirs);
             assert_eq!(&ours[..n], theirs.as_slice());
             assert_eq!(varint_len(v), theirs.len());
+        }
+    }
+
+    #[test]
+    fn length_guesses_right_and_wrong() {
+        // Spans shorter than 128 bytes and longer than 16 KiB, batches whose outer length is
+        // smaller and larger than estimated: every path of `message_sized`.
+        let mut batch = sample();
+        batch[0].set("big", "x".repeat(20_000));
+        for i in 0..700 {
+            let mut s = batch[1].clone();
+            s.set("i", i as i64);
+            batch.push(s);
+        }
+        batch.push(sample().remove(0));
+        let resource = Resource { attributes: vec![("service.name".into(), "svc".into())] };
+        for part in [&batch[..], &batch[1..2], &batch[2..]] {
+            let ours = encode_traces(part, &resource);
+            assert_eq!(ours, encode_request(part, &resource).encode_to_vec(), "byte for byte");
         }
     }
 

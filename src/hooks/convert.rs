@@ -8,7 +8,7 @@ use crate::span::{Attributes, Value};
 
 pub fn value(v: &Bound<'_, PyAny>) -> Option<Value> {
     if let Ok(s) = v.cast::<PyString>() {
-        return s.to_cow().ok().map(|c| Value::Str(c.into_owned()));
+        return s.to_cow().ok().map(|c| Value::Str(c.into()));
     }
     if v.is_instance_of::<PyBool>() {
         return v.extract::<bool>().ok().map(Value::Bool);
@@ -29,7 +29,7 @@ pub fn value(v: &Bound<'_, PyAny>) -> Option<Value> {
         Some(Value::Bool(_)) => Value::BoolArray(items.into_iter().filter_map(|x| if let Value::Bool(b) = x { Some(b) } else { None }).collect()),
         Some(Value::Int(_)) => Value::IntArray(items.into_iter().filter_map(|x| if let Value::Int(i) = x { Some(i) } else { None }).collect()),
         Some(Value::F64(_)) => Value::F64Array(items.into_iter().filter_map(|x| if let Value::F64(f) = x { Some(f) } else { None }).collect()),
-        Some(_) => Value::StrArray(items.into_iter().filter_map(|x| if let Value::Str(s) = x { Some(s) } else { None }).collect()),
+        Some(_) => Value::StrArray(items.into_iter().filter_map(|x| if let Value::Str(s) = x { Some(s.into_string()) } else { None }).collect()),
     })
 }
 

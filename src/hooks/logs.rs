@@ -99,7 +99,7 @@ pub fn logging_settings(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
     let l = &s.config.logs;
     let resource = Resource::build(&s.config, &s.runtime);
     let service = match resource.get("service.name") {
-        Some(Value::Str(name)) => name.clone(),
+        Some(Value::Str(name)) => name.to_string(),
         _ => String::new(),
     };
     let d = PyDict::new(py);
@@ -180,10 +180,10 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
         }
     }
     if let Some(path) = text(get(intern!(py, "pathname"))) {
-        attributes.push(("code.file.path".into(), Value::Str(path)));
+        attributes.push(("code.file.path".into(), Value::Str(path.into())));
     }
     if let Some(func) = text(get(intern!(py, "funcName"))) {
-        attributes.push(("code.function.name".into(), Value::Str(func)));
+        attributes.push(("code.function.name".into(), Value::Str(func.into())));
     }
     if let Some(line) = get(intern!(py, "lineno")).and_then(|v| v.extract::<i64>().ok()) {
         attributes.push(("code.line.number".into(), Value::Int(line)));
@@ -195,9 +195,9 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
                 if !value.is_none() {
                     let tb = t.get_item(2)?.cast_into().ok();
                     let info = exception_info(&value, tb);
-                    attributes.push(("exception.type".into(), Value::Str(info.type_name)));
-                    attributes.push(("exception.message".into(), Value::Str(info.message)));
-                    attributes.push(("exception.stacktrace".into(), Value::Str(info.stacktrace)));
+                    attributes.push(("exception.type".into(), Value::Str(info.type_name.into())));
+                    attributes.push(("exception.message".into(), Value::Str(info.message.into())));
+                    attributes.push(("exception.stacktrace".into(), Value::Str(info.stacktrace.into())));
                 }
             }
         }

@@ -151,7 +151,7 @@ impl Span {
         });
     }
     fn update_name(&self, name: String) {
-        self.with(|r| r.name = name);
+        self.with(|r| r.name = name.into());
     }
     /// End the span (once); `end_time_ns` defaults to now.
     #[pyo3(name = "end", signature = (end_time_ns = None))]

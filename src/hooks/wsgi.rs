@@ -3,8 +3,6 @@
 //! and Flask's route template while the request context is still alive) and the response-body
 //! wrapper whose `close()` ends the span, so streamed responses are timed to the last chunk.
 
-use std::borrow::Cow;
-
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -19,7 +17,7 @@ use super::span::Span;
 use crate::agent::{self, Agent};
 use crate::context::propagation::{self, Header};
 use crate::semconv::{self as sc};
-use crate::span::{Scope, SpanRecord, Value};
+use crate::span::{Scope, SpanRecord, Text, Value};
 
 #[derive(Clone)]
 struct Options {
@@ -208,73 +206,88 @@ fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) ->
 }
 
 fn get_str(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<String>> {
-    match environ.get_item(key)? {
-        Some(v) => Ok(v.cast::<PyString>().ok().and_then(|s| capi::utf8(s).map(str::to_string))),
-        None => Ok(None),
-    }
+    Ok(get_pystr(environ, key)?.and_then(|s| capi::utf8(&s).map(str::to_string)))
+}
+
+/// The environ's `str` under `key` (None when absent or not a `str`), to borrow text from.
+fn get_pystr<'py>(environ: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyString>>> {
+    Ok(environ.get_item(key)?.and_then(|v| v.cast_into::<PyString>().ok()))
+}
+
+/// The text of an optional `str` (None when absent or not valid UTF-8).
+fn text<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<&'a str> {
+    s.as_ref().and_then(|s| capi::utf8(s))
 }
 
 /// PEP 3333 "native strings" carry the request's bytes as latin-1 code points; URLs are UTF-8.
-fn wsgi_to_utf8(s: String) -> String {
+fn wsgi_to_utf8(s: &str) -> Text {
     if s.is_ascii() || s.chars().any(|c| c as u32 > 0xff) {
-        return s;
+        return Text::new(s);
     }
     let bytes: Vec<u8> = s.chars().map(|c| c as u8).collect();
-    match String::from_utf8_lossy(&bytes) {
-        Cow::Borrowed(b) => b.to_string(),
-        Cow::Owned(o) => o,
-    }
+    Text::new(String::from_utf8_lossy(&bytes))
 }
 
-fn request_attributes(environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
+fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
     let py = environ.py();
-    let get = |k: &Bound<'_, PyString>| get_str(environ, k);
-    let method = get(intern!(py, "REQUEST_METHOD"))?.unwrap_or_else(|| "GET".into());
-    sc::set_method(rec, &method);
-    let script = get(intern!(py, "SCRIPT_NAME"))?.unwrap_or_default();
-    let path = get(intern!(py, "PATH_INFO"))?.unwrap_or_default();
-    let mut full = wsgi_to_utf8(script + &path);
-    if full.is_empty() {
-        full.push('/');
-    }
+    // Each value is borrowed from the environ's own str (no copy) until it goes into the record;
+    // values that are nearly always one of a few constants go in as static text.
+    let get = |k: &Bound<'py, PyString>| get_pystr(environ, k);
+    let method = get(intern!(py, "REQUEST_METHOD"))?;
+    sc::set_method(rec, text(&method).unwrap_or("GET"));
+    let script = get(intern!(py, "SCRIPT_NAME"))?;
+    let path = get(intern!(py, "PATH_INFO"))?;
+    let full = match (text(&script).unwrap_or(""), text(&path).unwrap_or("")) {
+        ("", "") => Text::const_new("/"),
+        ("", p) => wsgi_to_utf8(p),
+        (s, p) => wsgi_to_utf8(&[s, p].concat()),
+    };
     rec.push(sc::URL_PATH, full);
-    if let Some(q) = get(intern!(py, "QUERY_STRING"))?.filter(|q| !q.is_empty()) {
+    let query = get(intern!(py, "QUERY_STRING"))?;
+    if let Some(q) = text(&query).filter(|q| !q.is_empty()) {
         rec.push(sc::URL_QUERY, wsgi_to_utf8(q));
     }
-    let scheme = get(intern!(py, "wsgi.url_scheme"))?.unwrap_or_else(|| "http".into());
-    let (address, port) = match get(intern!(py, "HTTP_HOST"))? {
+    let scheme_obj = get(intern!(py, "wsgi.url_scheme"))?;
+    let scheme = text(&scheme_obj).unwrap_or("http");
+    let host = get(intern!(py, "HTTP_HOST"))?;
+    let (server_name, server_port);
+    let (address, port) = match text(&host) {
         Some(host) => {
-            let (a, p) = sc::split_host(&host);
-            (a.to_string(), p.or_else(|| sc::default_port(&scheme)))
+            let (a, p) = sc::split_host(host);
+            (a, p.or_else(|| sc::default_port(scheme)))
         }
-        None => (
-            get(intern!(py, "SERVER_NAME"))?.unwrap_or_default(),
-            get(intern!(py, "SERVER_PORT"))?.and_then(|p| p.parse().ok()),
-        ),
+        None => {
+            server_name = get(intern!(py, "SERVER_NAME"))?;
+            server_port = get(intern!(py, "SERVER_PORT"))?;
+            (text(&server_name).unwrap_or(""), text(&server_port).and_then(|p| p.parse().ok()))
+        }
     };
     if !address.is_empty() {
-        rec.push(sc::SERVER_ADDRESS, address);
+        rec.push(sc::SERVER_ADDRESS, Text::new(address));
         if let Some(p) = port {
             rec.push(sc::SERVER_PORT, p as i64);
         }
     }
-    rec.push(sc::URL_SCHEME, scheme);
+    rec.push(sc::URL_SCHEME, sc::known_or_owned(scheme, &sc::SCHEMES));
     let forwarded = get(intern!(py, "HTTP_FORWARDED"))?;
     let xff = get(intern!(py, "HTTP_X_FORWARDED_FOR"))?;
-    let client = match sc::forwarded_client(forwarded.as_deref(), xff.as_deref()) {
-        Some(c) => Some(c),
-        None => get(intern!(py, "REMOTE_ADDR"))?,
-    };
-    if let Some(c) = client.filter(|c| !c.is_empty()) {
-        rec.push(sc::CLIENT_ADDRESS, c);
-    }
-    if let Some(ua) = get(intern!(py, "HTTP_USER_AGENT"))? {
-        rec.push(sc::USER_AGENT_ORIGINAL, ua);
-    }
-    if let Some(proto) = get(intern!(py, "SERVER_PROTOCOL"))? {
-        if let Some(v) = sc::protocol_version(&proto) {
-            rec.push(sc::NETWORK_PROTOCOL_VERSION, v.to_string());
+    match sc::forwarded_client(text(&forwarded), text(&xff)) {
+        Some(c) if !c.is_empty() => rec.push(sc::CLIENT_ADDRESS, Text::from(c)),
+        Some(_) => {}
+        None => {
+            let remote = get(intern!(py, "REMOTE_ADDR"))?;
+            if let Some(c) = text(&remote).filter(|c| !c.is_empty()) {
+                rec.push(sc::CLIENT_ADDRESS, Text::new(c));
+            }
         }
+    }
+    let ua = get(intern!(py, "HTTP_USER_AGENT"))?;
+    if let Some(ua) = text(&ua) {
+        rec.push(sc::USER_AGENT_ORIGINAL, Text::new(ua));
+    }
+    let proto = get(intern!(py, "SERVER_PROTOCOL"))?;
+    if let Some(v) = text(&proto).and_then(sc::protocol_version) {
+        rec.push(sc::NETWORK_PROTOCOL_VERSION, sc::known_or_owned(v, &sc::PROTOCOL_VERSIONS));
     }
     Ok(())
 }
@@ -332,11 +345,12 @@ impl StartResponse {
     }
 }
 
-fn flask_route(environ: &Bound<'_, PyDict>) -> PyResult<Option<String>> {
+fn flask_route(environ: &Bound<'_, PyDict>) -> PyResult<Option<Text>> {
     let py = environ.py();
     let Some(request) = environ.get_item(intern!(py, "werkzeug.request"))?.filter(|r| !r.is_none()) else { return Ok(None) };
     let Some(rule) = request.getattr_opt(intern!(py, "url_rule"))?.filter(|r| !r.is_none()) else { return Ok(None) };
-    Ok(rule.getattr_opt(intern!(py, "rule"))?.and_then(|r| r.extract::<String>().ok()))
+    let rule = rule.getattr_opt(intern!(py, "rule"))?.and_then(|r| r.cast_into::<PyString>().ok());
+    Ok(text(&rule).map(Text::new))
 }
 
 /// The response iterable the server receives. Iteration passes through; `close()` closes the

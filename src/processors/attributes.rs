@@ -19,7 +19,7 @@ impl SpanProcessor for CustomAttributes {
     fn process(&self, span: &mut SpanRecord) -> Result<(), DropReason> {
         for (k, v) in &self.attributes {
             if span.get(k).is_none() {
-                span.attributes.push((k.clone().into(), Value::Str(v.clone())));
+                span.attributes.push((k.clone().into(), Value::Str(v.as_str().into())));
             }
         }
         Ok(())

@@ -17,11 +17,26 @@ impl SpanLimits {
 
 }
 
-fn truncate(s: &mut String, max_chars: usize) {
+fn truncate(s: &mut (impl std::ops::Deref<Target = str> + Truncate), max_chars: usize) {
     if s.len() > max_chars {
         if let Some((i, _)) = s.char_indices().nth(max_chars) {
-            s.truncate(i);
+            Truncate::truncate(s, i);
         }
+    }
+}
+
+/// `String` and `span::Text` alike.
+trait Truncate {
+    fn truncate(&mut self, at: usize);
+}
+impl Truncate for String {
+    fn truncate(&mut self, at: usize) {
+        String::truncate(self, at)
+    }
+}
+impl Truncate for crate::span::Text {
+    fn truncate(&mut self, at: usize) {
+        crate::span::Text::truncate(self, at)
     }
 }
 

@@ -87,7 +87,7 @@ impl SpanProcessor for Redact {
                 _ => None,
             };
             if let Some(m) = masked {
-                *s = m;
+                *s = m.into();
             }
         }
         Ok(())
