@@ -16,7 +16,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::retry::Retry;
+use super::retry::{self, Retry};
 use super::tls;
 use crate::config::{Compression, OtlpConfig};
 
@@ -70,21 +70,22 @@ impl GrpcTransport {
         let mut retry = Retry::new(RETRY_BUDGET);
         loop {
             let outcome = rt.block_on(async { tokio::time::timeout(timeout, call(channel.clone())).await });
-            let error = match outcome {
+            let (error, retry_delay) = match outcome {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(status)) => {
                     if let Some(t) = tls::failure(&status) {
                         return Err(format!("TLS: {t} (not retried)"));
                     }
                     let why = reason(&status);
-                    if !retryable(status.code()) {
+                    let delay = retry::grpc_retry_delay(status.details());
+                    if !retryable(status.code(), delay.is_some()) {
                         return Err(format!("gRPC {:?} (not retryable): {why}", status.code()));
                     }
-                    format!("gRPC {:?}: {why}", status.code())
+                    (format!("gRPC {:?}: {why}", status.code()), delay)
                 }
-                Err(_) => format!("gRPC export timed out after {timeout:?}"),
+                Err(_) => (format!("gRPC export timed out after {timeout:?}"), None),
             };
-            match retry.next(None) {
+            match retry.next(retry_delay) {
                 Some(wait) => std::thread::sleep(wait),
                 None => return Err(error),
             }
@@ -171,10 +172,14 @@ fn reason(status: &tonic::Status) -> String {
     }
 }
 
-/// The status codes the OTLP/gRPC specification lists as retryable.
-fn retryable(code: tonic::Code) -> bool {
+/// The status codes the OTLP/gRPC specification lists as retryable. RESOURCE_EXHAUSTED only
+/// when the collector says recovery is possible by sending a `RetryInfo` (its throttling signal).
+fn retryable(code: tonic::Code, has_retry_info: bool) -> bool {
     use tonic::Code::*;
-    matches!(code, Cancelled | DeadlineExceeded | ResourceExhausted | Aborted | OutOfRange | Unavailable | DataLoss)
+    match code {
+        ResourceExhausted => has_retry_info,
+        code => matches!(code, Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss),
+    }
 }
 
 /// A protobuf message that is already bytes: encodes as itself; decoding skips everything (it is
