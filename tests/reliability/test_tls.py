@@ -9,6 +9,8 @@ certificate, an unrelated CA). Each case runs for both protocols.
   arrive, no export warning.
 - ``test_export_with_client_certificate``: the receiver requires a client certificate (mTLS);
   ``OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`` / ``_CLIENT_KEY`` provide it: spans arrive.
+- ``test_forked_workers_export_over_tls``: gunicorn ``--preload -w 2`` (the agent starts in the
+  master, before the fork): every worker sets up its own TLS exporter and exports over mTLS.
 - ``test_tls_failure_fails_open``: the exporter cannot get through -- a CA that did not sign the
   receiver's certificate, no CA variable (the system trust store does not know a self-signed CA),
   mTLS required but no client certificate, a CA file that does not exist. Every request is still
@@ -24,6 +26,7 @@ import time
 import pytest
 
 from support.http_client import http_get
+from support.load import send_concurrently
 from support.operator import operator_env
 from support.otlp_receiver import SPAN_KIND_SERVER, Receiver
 from support.tls_pki import Pki
@@ -84,6 +87,25 @@ def test_export_with_client_certificate(rel_install, servers, pki, protocol):
         app.stop(timeout=30)
         log = app.log_text()
     assert {s["attributes"]["url.path"] for s in spans} == {"/users/1", "/users/2"}
+    assert _export_failures(log) == [], log[-3000:]
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_forked_workers_export_over_tls(rel_install, servers, pki, protocol):
+    extra = {**FAST, "OTEL_EXPORTER_OTLP_CERTIFICATE": str(pki.ca_pem), **pki.client_env()}
+    with Receiver(tls=pki.server_tls(require_client_cert=True)) as rx:
+        env = operator_env(rel_install, rx.endpoint(PROTOCOLS[protocol]), PROTOCOLS[protocol], extra=extra)
+        app = servers.gunicorn(env, workers=2, extra_args=("--preload",))
+        workers = set(app.wait_for_workers(2))
+        paths = [f"/users/{i}" for i in range(60)]
+        statuses = [status for _, status, _ in send_concurrently(app.port, paths, threads=8)]
+        assert statuses == [200] * len(paths), statuses
+        spans = rx.wait_for_spans(60, timeout=20, predicate=lambda s: s["kind"] == SPAN_KIND_SERVER)
+        app.stop(timeout=30)
+        log = app.log_text()
+    pids = {s["resource"].get("process.pid") for s in spans}
+    assert pids == workers, f"spans from pids {pids}, workers {workers}: each worker must export its own over TLS"
+    assert sorted(s["attributes"]["url.path"] for s in spans) == sorted(paths)
     assert _export_failures(log) == [], log[-3000:]
 
 
