@@ -210,4 +210,25 @@ mod tests {
         let plain: ureq::Error = io::Error::from(io::ErrorKind::ConnectionRefused).into();
         assert_eq!(failure(&plain), None);
     }
+
+    #[test]
+    fn describe_names_each_cause_once() {
+        #[derive(Debug)]
+        struct Outer(io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("transport error")
+            }
+        }
+        impl Error for Outer {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // io::Error displays as the error it wraps: said once, not twice.
+        let e = Outer(io::Error::new(io::ErrorKind::InvalidData, tls));
+        assert_eq!(describe(&e), "transport error: invalid peer certificate: UnknownIssuer");
+        assert_eq!(failure(&e).map(|t| t.to_string()).as_deref(), Some("invalid peer certificate: UnknownIssuer"));
+    }
 }
