@@ -64,6 +64,27 @@ pub struct OtlpConfig {
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     pub compression: Compression,
+    /// TLS material for an `https` endpoint (unused for `http`).
+    pub tls: TlsFiles,
+}
+
+/// The PEM files for TLS to the collector (`OTEL_EXPORTER_OTLP_[SIGNAL_]CERTIFICATE`,
+/// `..._CLIENT_CERTIFICATE`, `..._CLIENT_KEY`). Paths only: the files are read when an `https`
+/// exporter is built, on the export thread of the process that uses it (never at import, never
+/// before a fork), so a bad file costs the export, not the start-up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsFiles {
+    /// The CA certificates to trust; `None`: the system's trust store.
+    pub ca: Option<PemFile>,
+    /// The mTLS client certificate (chain) and its private key: both or neither.
+    pub client: Option<(PemFile, PemFile)>,
+}
+
+/// A PEM file and the variable that named it (for messages).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PemFile {
+    pub var: String,
+    pub path: std::path::PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]

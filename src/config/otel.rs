@@ -133,6 +133,7 @@ pub fn otlp(r: &mut Reader<'_>, signal: Signal) -> OtlpConfig {
         }
     };
     let endpoint = endpoint(r, signal, protocol);
+    let tls = tls_files(r, signal);
     let headers = headers(r, signal);
     let timeout = r.millis(&[&signal.var("TIMEOUT"), "OTEL_EXPORTER_OTLP_TIMEOUT"], 10_000);
     let compression = match r.first(&[&signal.var("COMPRESSION"), "OTEL_EXPORTER_OTLP_COMPRESSION"]) {
@@ -144,12 +145,20 @@ pub fn otlp(r: &mut Reader<'_>, signal: Signal) -> OtlpConfig {
             Compression::None
         }
     };
-    OtlpConfig { protocol, endpoint, headers, timeout, compression }
+    OtlpConfig { protocol, endpoint, headers, timeout, compression, tls }
 }
 
 /// The specification's endpoint rules: the signal-specific variable is used as is; the
 /// generic one gets the signal's path (`/v1/traces`) appended for HTTP; gRPC takes it as is.
+/// The scheme decides TLS (`https`). gRPC also takes a bare `host:port`, secure unless
+/// `OTEL_EXPORTER_OTLP_[SIGNAL_]INSECURE=true` (the only case that variable decides).
 fn endpoint(r: &mut Reader<'_>, signal: Signal, protocol: Protocol) -> String {
+    let insecure = r.first_bool(&[&signal.var("INSECURE"), "OTEL_EXPORTER_OTLP_INSECURE"], false);
+    let scheme = if insecure { "http" } else { "https" };
+    let with_scheme = |v: String| match protocol {
+        Protocol::Grpc if bare_authority(&v) => format!("{scheme}://{}", v.trim_end_matches('/')),
+        _ => v,
+    };
     let default_base = match protocol {
         Protocol::HttpProtobuf => "http://localhost:4318",
         Protocol::Grpc => "http://localhost:4317",
@@ -159,19 +168,44 @@ fn endpoint(r: &mut Reader<'_>, signal: Signal, protocol: Protocol) -> String {
         Protocol::Grpc => base.to_string(),
     };
     let specific = signal.var("ENDPOINT");
-    if let Some(v) = r.get(&specific) {
+    if let Some(v) = r.get(&specific).map(with_scheme) {
         if valid_url(&v) {
             return v;
         }
         r.warn(&specific, &v, "the generic endpoint");
     }
-    if let Some(v) = r.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+    if let Some(v) = r.get("OTEL_EXPORTER_OTLP_ENDPOINT").map(with_scheme) {
         if valid_url(&v) {
             return with_path(&v);
         }
         r.warn("OTEL_EXPORTER_OTLP_ENDPOINT", &v, default_base);
     }
     with_path(default_base)
+}
+
+/// The TLS file variables, each signal-specific before generic. A client certificate without its
+/// key (or the reverse) is a configuration error: warned, and no client certificate is used.
+fn tls_files(r: &mut Reader<'_>, signal: Signal) -> TlsFiles {
+    let file = |suffix: &str| {
+        let specific = signal.var(suffix);
+        r.first(&[&specific, &format!("OTEL_EXPORTER_OTLP_{suffix}")]).map(|(var, path)| PemFile { var, path: path.into() })
+    };
+    let ca = file("CERTIFICATE");
+    let cert = file("CLIENT_CERTIFICATE");
+    let key = file("CLIENT_KEY");
+    let client = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(f), None) | (None, Some(f)) => {
+            let other = match f.var.strip_suffix("CLIENT_KEY") {
+                Some(prefix) => format!("{prefix}CLIENT_CERTIFICATE"),
+                None => f.var.replace("CLIENT_CERTIFICATE", "CLIENT_KEY"),
+            };
+            r.warn(&f.var, &f.path.to_string_lossy(), format!("no client certificate ({other} is not set)"));
+            None
+        }
+    };
+    TlsFiles { ca, client }
 }
 
 fn headers(r: &mut Reader<'_>, signal: Signal) -> Vec<(String, String)> {
@@ -245,6 +279,12 @@ pub fn metrics(r: &mut Reader<'_>) -> MetricsConfig {
 fn valid_url(v: &str) -> bool {
     let rest = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://"));
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+}
+
+/// `host`, `host:port` or `[v6]:port` without a scheme or a path (a gRPC target).
+fn bare_authority(v: &str) -> bool {
+    let v = v.trim_end_matches('/');
+    !v.is_empty() && !v.contains("://") && !v.contains('/') && !v.starts_with(':') && !v.contains(char::is_whitespace)
 }
 
 fn valid_header(k: &str, v: &str) -> bool {

@@ -23,12 +23,17 @@ impl Reader<'_> {
     }
 
     pub fn bool(&mut self, key: &str, default: bool) -> bool {
-        match self.get(key) {
+        self.first_bool(&[key], default)
+    }
+
+    /// `true` / `false` from the first of `keys` that is set (signal-specific before generic).
+    pub fn first_bool(&mut self, keys: &[&str], default: bool) -> bool {
+        match self.first(keys) {
             None => default,
-            Some(v) if v.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.eq_ignore_ascii_case("false") => false,
-            Some(v) => {
-                self.warn(key, &v, default);
+            Some((_, v)) if v.eq_ignore_ascii_case("true") => true,
+            Some((_, v)) if v.eq_ignore_ascii_case("false") => false,
+            Some((k, v)) => {
+                self.warn(&k, &v, default);
                 default
             }
         }

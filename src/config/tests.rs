@@ -241,6 +241,7 @@ proptest::proptest! {
             "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_METRIC_EXPORT_INTERVAL",
             "OTEL_EXPORTER_PROMETHEUS_PORT", "FERROTEL_SLOW_THRESHOLD_MS", "FERROTEL_SLOW_ROUTES", "FERROTEL_FILTER_ROUTES",
             "FERROTEL_SPAN_ATTRIBUTES", "FERROTEL_KEEP_ERRORS_AND_SLOW", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+            "OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_KEY",
         ];
         let c = Config::from_lookup(|k| vars.contains(&k).then(|| v.clone()));
         proptest::prop_assert!(c.batch.max_queue_size > 0);
@@ -248,4 +249,87 @@ proptest::proptest! {
         proptest::prop_assert!(!c.metrics.interval.is_zero());
         proptest::prop_assert!(c.otlp.endpoint.starts_with("http"));
     }
+}
+
+#[test]
+fn tls_files_per_signal_over_generic() {
+    let c = Config::from_pairs(&[]);
+    assert_eq!(c.otlp.tls, TlsFiles::default(), "no TLS files unless named");
+    let c = Config::from_pairs(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/client.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/client.key"),
+        ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/etc/traces-ca.pem"),
+        ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "/etc/logs.key"),
+    ]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let file = |var: &str, path: &str| PemFile { var: var.into(), path: path.into() };
+    assert_eq!(c.otlp.endpoint, "https://collector:4318/v1/traces");
+    assert_eq!(c.otlp.tls.ca, Some(file("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/etc/traces-ca.pem")));
+    assert_eq!(
+        c.otlp.tls.client,
+        Some((file("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/client.pem"), file("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/client.key")))
+    );
+    assert_eq!(c.metrics.otlp.tls.ca, Some(file("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem")), "metrics use the generic CA");
+    assert_eq!(
+        c.logs.otlp.tls.client,
+        Some((file("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/client.pem"), file("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "/etc/logs.key"))),
+        "each variable falls back to the generic one on its own"
+    );
+}
+
+#[test]
+fn tls_client_certificate_needs_its_key() {
+    // The certificate without the key (or the reverse): one warning each, no client certificate,
+    // the CA still used.
+    let c = Config::from_pairs(&[
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/client.pem"),
+        ("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "/etc/m.key"),
+        ("OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE", "/etc/m.pem"),
+        ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "/etc/logs.key"),
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+    ]);
+    assert_eq!(c.otlp.tls.client, None);
+    assert!(c.otlp.tls.ca.is_some());
+    assert!(c.metrics.otlp.tls.client.is_some(), "metrics have both");
+    assert_eq!(c.logs.otlp.tls.client.as_ref().map(|(cert, _)| cert.var.as_str()), Some("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"));
+    assert_eq!(c.warnings.len(), 1, "traces' warning; logs pair the generic certificate with their key: {:?}", c.warnings);
+    let w = &c.warnings[0];
+    assert!(w.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE;") && w.contains("OTEL_EXPORTER_OTLP_CLIENT_KEY is not set"), "{w}");
+    let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/k")]);
+    assert_eq!(c.otlp.tls.client, None);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE is not set"), "{:?}", c.warnings);
+}
+
+#[test]
+fn grpc_endpoint_scheme_and_insecure() {
+    // The scheme decides; OTEL_EXPORTER_OTLP_INSECURE only matters for a bare gRPC host:port.
+    let endpoint = |vars: &[(&str, &str)]| {
+        let c = Config::from_pairs(vars);
+        (c.otlp.endpoint, c.warnings.len())
+    };
+    let grpc = ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    assert_eq!(endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317")]), ("https://c:4317".into(), 0));
+    assert_eq!(endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317")]), ("https://c:4317".into(), 0), "secure by default");
+    assert_eq!(
+        endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317"), ("OTEL_EXPORTER_OTLP_INSECURE", "true")]),
+        ("http://c:4317".into(), 0)
+    );
+    assert_eq!(
+        endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "c:4317/"), ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "TRUE"), ("OTEL_EXPORTER_OTLP_INSECURE", "false")]),
+        ("http://c:4317".into(), 0),
+        "signal-specific wins"
+    );
+    assert_eq!(
+        endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317"), ("OTEL_EXPORTER_OTLP_INSECURE", "true")]),
+        ("https://c:4317".into(), 0),
+        "insecure never downgrades an https endpoint"
+    );
+    assert_eq!(endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317"), ("OTEL_EXPORTER_OTLP_INSECURE", "maybe")]), ("https://c:4317".into(), 1));
+    // OTLP/HTTP needs a URL: a bare host:port is still an error.
+    assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")]), ("http://localhost:4318/v1/traces".into(), 1));
+    assert_eq!(endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317/x")]), ("http://localhost:4317".into(), 1));
 }

@@ -14,9 +14,10 @@ use prost::encoding::{DecodeContext, WireType};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::retry::Retry;
+use super::retry::{self, Retry};
+use super::tls;
 use crate::config::{Compression, OtlpConfig};
 
 pub struct GrpcTransport {
@@ -31,7 +32,10 @@ impl GrpcTransport {
     pub fn new(c: &OtlpConfig) -> Self {
         let state = (|| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            let endpoint = Endpoint::from_shared(c.endpoint.clone()).map_err(|e| e.to_string())?.connect_timeout(c.timeout).timeout(c.timeout);
+            let mut endpoint = Endpoint::from_shared(c.endpoint.clone()).map_err(|e| e.to_string())?.connect_timeout(c.timeout).timeout(c.timeout);
+            if c.endpoint.starts_with("https://") {
+                endpoint = endpoint.tls_config(tls_config(c)?).map_err(|e| format!("TLS setup failed: {e}"))?;
+            }
             let channel = {
                 let _guard = rt.enter();
                 endpoint.connect_lazy()
@@ -66,13 +70,22 @@ impl GrpcTransport {
         let mut retry = Retry::new(RETRY_BUDGET);
         loop {
             let outcome = rt.block_on(async { tokio::time::timeout(timeout, call(channel.clone())).await });
-            let error = match outcome {
+            let (error, retry_delay) = match outcome {
                 Ok(Ok(_)) => return Ok(()),
-                Ok(Err(status)) if retryable(status.code()) => format!("gRPC {:?}: {}", status.code(), status.message()),
-                Ok(Err(status)) => return Err(format!("gRPC {:?} (not retryable): {}", status.code(), status.message())),
-                Err(_) => format!("gRPC export timed out after {timeout:?}"),
+                Ok(Err(status)) => {
+                    if let Some(t) = tls::failure(&status) {
+                        return Err(format!("TLS: {t} (not retried)"));
+                    }
+                    let why = reason(&status);
+                    let delay = retry::grpc_retry_delay(status.details());
+                    if !retryable(status.code(), delay.is_some()) {
+                        return Err(format!("gRPC {:?} (not retryable): {why}", status.code()));
+                    }
+                    (format!("gRPC {:?}: {why}", status.code()), delay)
+                }
+                Err(_) => (format!("gRPC export timed out after {timeout:?}"), None),
             };
-            match retry.next(None) {
+            match retry.next(retry_delay) {
                 Some(wait) => std::thread::sleep(wait),
                 None => return Err(error),
             }
@@ -90,7 +103,11 @@ impl GrpcTransport {
                 if gzip {
                     grpc = grpc.send_compressed(CompressionEncoding::Gzip);
                 }
-                grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                grpc.ready().await.map_err(|e| {
+                    let mut status = tonic::Status::unavailable(e.to_string());
+                    status.set_source(std::sync::Arc::new(e)); // keeps the cause (a TLS failure) findable
+                    status
+                })?;
                 let codec = tonic_prost::ProstCodec::<Encoded, ExportTraceServiceResponse>::default();
                 let path = PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
                 grpc.unary(req, path, codec).await
@@ -131,13 +148,38 @@ impl GrpcTransport {
     }
 }
 
+/// TLS for an `https` endpoint: the configured (or system) trust anchors, the client identity
+/// for mTLS; tonic takes the server name from the endpoint.
+fn tls_config(c: &OtlpConfig) -> Result<ClientTlsConfig, String> {
+    let m = tls::load(&c.tls).map_err(|e| format!("TLS setup failed: {e}"))?;
+    let mut config = ClientTlsConfig::new().trust_anchors(m.roots.roots).timeout(c.timeout);
+    if let Some(id) = m.client {
+        config = config.identity(Identity::from_pem(id.cert_pem, id.key_pem));
+    }
+    Ok(config)
+}
+
 /// The longest an export may spend waiting to retry (the spec's default `OTEL_BSP_EXPORT_TIMEOUT`).
 const RETRY_BUDGET: Duration = Duration::from_secs(30);
 
-/// The status codes the OTLP/gRPC specification lists as retryable.
-fn retryable(code: tonic::Code) -> bool {
+/// The status message and its causes (`transport error: ...: received fatal alert: ...`).
+fn reason(status: &tonic::Status) -> String {
+    let message = status.message();
+    match std::error::Error::source(status).map(tls::describe) {
+        Some(causes) if causes.contains(message) => causes,
+        Some(causes) => format!("{message}: {causes}"),
+        None => message.to_string(),
+    }
+}
+
+/// The status codes the OTLP/gRPC specification lists as retryable. RESOURCE_EXHAUSTED only
+/// when the collector says recovery is possible by sending a `RetryInfo` (its throttling signal).
+fn retryable(code: tonic::Code, has_retry_info: bool) -> bool {
     use tonic::Code::*;
-    matches!(code, Cancelled | DeadlineExceeded | ResourceExhausted | Aborted | OutOfRange | Unavailable | DataLoss)
+    match code {
+        ResourceExhausted => has_retry_info,
+        code => matches!(code, Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss),
+    }
 }
 
 /// A protobuf message that is already bytes: encodes as itself; decoding skips everything (it is

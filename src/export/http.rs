@@ -2,15 +2,19 @@
 //! needs nothing to survive a fork (a fresh one is built in each process's export thread).
 
 use std::io::Write;
+use std::sync::Arc;
 
 use super::retry::{self, Retry};
+use super::tls;
 use crate::config::{Compression, OtlpConfig};
 
 /// The longest an export may spend waiting to retry (the spec's default `OTEL_BSP_EXPORT_TIMEOUT`).
 const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct HttpTransport {
-    agent: ureq::Agent,
+    /// `Err`: TLS could not be set up (a CA or client file is missing or bad); every export
+    /// fails with that line, as if the collector could not be reached.
+    agent: Result<ureq::Agent, String>,
     url: String,
     headers: Vec<(String, String)>,
     compression: Compression,
@@ -18,7 +22,15 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     pub fn new(c: &OtlpConfig) -> Self {
-        let agent = ureq::AgentBuilder::new().timeout(c.timeout).user_agent(concat!("ferrotel/", env!("CARGO_PKG_VERSION"))).build();
+        let builder = ureq::AgentBuilder::new().timeout(c.timeout).user_agent(concat!("ferrotel/", env!("CARGO_PKG_VERSION")));
+        let agent = if c.endpoint.starts_with("https://") {
+            tls::load(&c.tls)
+                .and_then(tls::http_config)
+                .map(|config| builder.tls_connector(Arc::new(tls::HttpConnector(config))).build())
+                .map_err(|e| format!("TLS setup failed: {e}"))
+        } else {
+            Ok(builder.build())
+        };
         HttpTransport { agent, url: c.endpoint.clone(), headers: c.headers.clone(), compression: c.compression }
     }
 
@@ -29,9 +41,10 @@ impl HttpTransport {
             enc.write_all(&body).map_err(|e| e.to_string())?;
             body = enc.finish().map_err(|e| e.to_string())?;
         }
+        let agent = self.agent.as_ref().map_err(|e| e.clone())?;
         let mut retry = Retry::new(RETRY_BUDGET);
         loop {
-            let mut req = self.agent.post(&self.url).set("Content-Type", "application/x-protobuf");
+            let mut req = agent.post(&self.url).set("Content-Type", "application/x-protobuf");
             for (k, v) in &self.headers {
                 req = req.set(k, v);
             }
@@ -44,7 +57,10 @@ impl HttpTransport {
                     (format!("HTTP {code}"), retry::parse_retry_after(resp.header("Retry-After")))
                 }
                 Err(ureq::Error::Status(code, _)) => return Err(format!("HTTP {code} (not retryable)")),
-                Err(e) => (e.to_string(), None),
+                Err(e) => match tls::failure(&e) {
+                    Some(t) => return Err(format!("TLS: {t} (not retried)")),
+                    None => (e.to_string(), None),
+                },
             };
             match retry.next(retry_after) {
                 Some(wait) => std::thread::sleep(wait),

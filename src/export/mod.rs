@@ -10,6 +10,7 @@ pub mod otlp_logs;
 pub mod otlp_metrics;
 pub mod otlp_wire;
 pub mod retry;
+pub mod tls;
 
 use prost::Message;
 

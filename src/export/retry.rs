@@ -1,7 +1,8 @@
 //! The OTLP retry policy: retry only what the protocol calls transient (HTTP 429, 502, 503,
-//! 504 and connection failures; the gRPC codes the spec lists), with exponential backoff and
-//! jitter, honouring `Retry-After`, within a time budget, and never once the process is
-//! shutting down (the final flush gets one attempt, so exit is not delayed).
+//! 504 and connection failures; the gRPC codes the spec lists, RESOURCE_EXHAUSTED only with a
+//! `RetryInfo`), with exponential backoff and jitter, honouring `Retry-After` / `RetryInfo`,
+//! within a time budget, and never once the process is shutting down (the final flush gets one
+//! attempt, so exit is not delayed). TLS failures are not transient (see `tls::failure`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -50,6 +51,52 @@ pub fn parse_retry_after(v: Option<&str>) -> Option<Duration> {
     v?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// OTLP/gRPC's throttling signal: the `retry_delay` of a `google.rpc.RetryInfo` in a status's
+/// details (`grpc-status-details-bin`, a `google.rpc.Status`). `None` without one.
+pub fn grpc_retry_delay(details: &[u8]) -> Option<Duration> {
+    use prost::Message;
+    let status = rpc::Status::decode(details).ok()?;
+    let info = status.details.iter().find(|any| any.type_url.ends_with("/google.rpc.RetryInfo"))?;
+    let delay = rpc::RetryInfo::decode(info.value.as_slice()).ok()?.retry_delay?;
+    (delay.seconds >= 0 && delay.nanos >= 0).then(|| Duration::new(delay.seconds as u64, delay.nanos as u32))
+}
+
+/// The few google.rpc / google.protobuf messages `grpc_retry_delay` reads (field numbers from
+/// googleapis' status.proto and error_details.proto).
+pub(crate) mod rpc {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        pub retry_delay: Option<ProtoDuration>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ProtoDuration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +113,20 @@ mod tests {
         assert_eq!(r.next(Some(Duration::from_secs(5))), None, "past the budget");
         assert_eq!(parse_retry_after(Some(" 3 ")), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+    }
+
+    #[test]
+    fn reads_grpc_retry_info() {
+        use prost::Message;
+        let delay = rpc::ProtoDuration { seconds: 2, nanos: 500_000_000 };
+        let info = rpc::RetryInfo { retry_delay: Some(delay) }.encode_to_vec();
+        let other = rpc::Any { type_url: "type.googleapis.com/google.rpc.DebugInfo".into(), value: vec![1, 2] };
+        let any = rpc::Any { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: info };
+        let status = rpc::Status { code: 8, message: "slow down".into(), details: vec![other.clone(), any] }.encode_to_vec();
+        assert_eq!(grpc_retry_delay(&status), Some(Duration::from_millis(2500)));
+        let without = rpc::Status { code: 8, message: String::new(), details: vec![other] }.encode_to_vec();
+        assert_eq!(grpc_retry_delay(&without), None);
+        assert_eq!(grpc_retry_delay(b""), None);
+        assert_eq!(grpc_retry_delay(b"\xff\xff garbage"), None);
     }
 }

@@ -1,7 +1,8 @@
 """Collector faults: the application never pays, memory stays bounded, export comes back.
 
 The Flask test app runs under gunicorn (one sync worker) with the agent exporting OTLP/HTTP to a
-`FaultCollector` on a fixed port. Each fault (module-scoped `fault_run`) is one run:
+`FaultCollector` (or OTLP/gRPC to a `GrpcFaultCollector`) on a fixed port. Each fault
+(module-scoped `fault_run`) is one run:
 
 1. healthy phase (collector up and answering): latency of 300 sequential ``GET /``;
 2. fault phase: latency of 300 requests, then 1,200 more while the worker's RSS is measured
@@ -12,7 +13,9 @@ The Flask test app runs under gunicorn (one sync worker) with the agent exportin
 
 Faults: ``absent`` (nothing listens at start; the collector comes up later on the same port),
 ``killed`` (killed mid-run, connections cut, then brought back), ``slow`` (answers after 2 s,
-beyond the 500 ms export timeout), ``429`` / ``503`` (``Retry-After: 1``), ``400``.
+beyond the 500 ms export timeout), ``429`` / ``503`` (``Retry-After: 1``), ``400``. The same over
+gRPC: ``grpc-absent``, ``grpc-killed``, ``grpc-slow``, ``grpc-RESOURCE_EXHAUSTED`` /
+``grpc-UNAVAILABLE`` (with a ``RetryInfo`` of 1 s, gRPC's ``Retry-After``), ``grpc-INVALID_ARGUMENT``.
 
 Assertions, per fault: p50/p99 latency with the fault within a generous bound of the healthy
 figures of the same run (10x + 20 ms: a request that waited for an export would take the export
@@ -23,7 +26,10 @@ at 256 spans); export resumes; retries only for retryable answers (429/503 retri
 
 `test_retry_sequence` pins the OTLP retry rules on single spans (in-process driver): 429/503 with
 ``Retry-After: 1`` twice, then 200 → three attempts a second apart, delivered once; 502/504 without
-``Retry-After`` → retried; 400 → one attempt, never again.
+``Retry-After`` → retried; 400 → one attempt, never again. Over gRPC: UNAVAILABLE /
+RESOURCE_EXHAUSTED with ``RetryInfo`` 1 s twice → three attempts a second apart; UNAVAILABLE alone →
+retried after a backoff; RESOURCE_EXHAUSTED without ``RetryInfo`` and INVALID_ARGUMENT → one attempt
+(the OTLP/gRPC rules).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from support.fault_collector import Fault, FaultCollector
+from support.fault_collector import Fault, fault_collector
 from support.load import Latency, measure_latencies, rss_kib
 from support.operator import operator_env
 from support.servers import ServerLauncher
@@ -54,8 +60,29 @@ BASE_ENV = {
     "OTEL_METRIC_EXPORT_INTERVAL": "500",
 }
 
-FAULTS = ["absent", "killed", "slow", "429", "503", "400"]
 RETRY_AFTER_S = 1.0
+# Fault id -> what the collector answers trace exports with during the fault phase (absent, killed
+# and slow have no answer). ``grpc-`` ids run over OTLP/gRPC.
+ANSWERS = {
+    "429": Fault(status=429, retry_after="1"),
+    "503": Fault(status=503, retry_after="1"),
+    "400": Fault(status=400, retry_after="1"),
+    "grpc-RESOURCE_EXHAUSTED": Fault(grpc_code="RESOURCE_EXHAUSTED", retry_after="1"),
+    "grpc-UNAVAILABLE": Fault(grpc_code="UNAVAILABLE", retry_after="1"),
+    "grpc-INVALID_ARGUMENT": Fault(grpc_code="INVALID_ARGUMENT", retry_after="1"),
+}
+NOT_RETRYABLE = {"400", "grpc-INVALID_ARGUMENT"}
+FAULTS = ["absent", "killed", "slow", "429", "503", "400"]
+FAULTS += ["grpc-absent", "grpc-killed", "grpc-slow", "grpc-RESOURCE_EXHAUSTED", "grpc-UNAVAILABLE", "grpc-INVALID_ARGUMENT"]
+
+
+def protocol_of(fault: str) -> str:
+    return "grpc" if fault.startswith("grpc-") else "http/protobuf"
+
+
+def kind_of(fault: str) -> str:
+    """absent / killed / slow, or the id of an answer in ANSWERS."""
+    return fault.removeprefix("grpc-") if fault.removeprefix("grpc-") in ("absent", "killed", "slow") else fault
 
 
 def latency_bound_ok(faulty: Latency, healthy: Latency) -> bool:
@@ -102,7 +129,7 @@ def _send(port: int, n: int, target: str = "/"):
     measure_latencies(port, target, n)
 
 
-def _dropped_queue_full(collector: FaultCollector) -> int | None:
+def _dropped_queue_full(collector) -> int | None:
     """Latest cumulative ferrotel.spans.dropped{reason=queue_full} the agent pushed, if any."""
     value = None
     for m in collector.metrics():
@@ -116,14 +143,15 @@ def _dropped_queue_full(collector: FaultCollector) -> int | None:
 @pytest.fixture(scope="module", params=FAULTS)
 def fault_run(request, rel_install, tmp_path_factory) -> FaultRun:
     fault = request.param
+    protocol, kind = protocol_of(fault), kind_of(fault)
     launcher = ServerLauncher(tmp_path_factory.mktemp(f"fault-{fault}"))
-    collector = FaultCollector()
+    collector = fault_collector(protocol)
     extra = dict(BASE_ENV)
-    if fault == "slow":
+    if kind == "slow":
         extra["OTEL_BSP_MAX_QUEUE_SIZE"] = "64"  # the export thread is blocked: the queue must fill and drop
-    env = operator_env(rel_install, collector.http_endpoint, extra=extra)
+    env = operator_env(rel_install, collector.endpoint(protocol), protocol, extra=extra)
     try:
-        if fault != "absent":
+        if kind != "absent":
             collector.start()
         app = launcher.gunicorn(env, workers=1)
         worker = app.wait_for_workers(1)[0]
@@ -140,21 +168,21 @@ def fault_run(request, rel_install, tmp_path_factory) -> FaultRun:
             _send(port, OUTAGE_N)
             return faulty, before, rss_kib(worker)
 
-        if fault == "absent":
+        if kind == "absent":
             faulty, before, after = fault_phase()
             collector.start()  # the collector comes up late, on the endpoint's port
             healthy = healthy_phase()
         else:
             healthy = healthy_phase()
             collector.wait_for_spans(1, timeout=10)  # export works before the fault
-            if fault == "killed":
+            if kind == "killed":
                 collector.kill()
-            elif fault == "slow":
+            elif kind == "slow":
                 collector.set_fault(Fault(delay=2.0))
             else:
-                collector.set_fault(Fault(status=int(fault), retry_after="1"))
+                collector.set_fault(ANSWERS[fault])
             faulty, before, after = fault_phase()
-            if fault == "killed":
+            if kind == "killed":
                 collector.start()
             else:
                 collector.clear_fault()
@@ -176,7 +204,7 @@ def fault_run(request, rel_install, tmp_path_factory) -> FaultRun:
             time.sleep(0.2)
         resume_seconds = time.monotonic() - ended
         dropped = None
-        if fault == "slow":
+        if kind == "slow":
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and not dropped:
                 dropped = _dropped_queue_full(collector)
@@ -226,7 +254,7 @@ def _retries(attempts) -> list[tuple]:
     """(failed attempt, the next attempt carrying any of its spans) pairs."""
     pairs = []
     for i, a in enumerate(attempts):
-        if a.status == 200 or not a.span_ids:
+        if a.ok or not a.span_ids:
             continue
         ids = set(a.span_ids)
         for b in attempts[i + 1 :]:
@@ -236,27 +264,29 @@ def _retries(attempts) -> list[tuple]:
     return pairs
 
 
-@pytest.mark.parametrize("fault_run", ["429", "503", "400"], indirect=True)
+@pytest.mark.parametrize("fault_run", list(ANSWERS), indirect=True)
 def test_retries_follow_spec(fault_run):
     fault = fault_run.fault
     attempts = fault_run.attempts
-    failed = [a for a in attempts if a.status == int(fault)]
-    assert failed, f"no export was answered {fault}: the test proves nothing"
+    answer = ANSWERS[fault].status or ANSWERS[fault].grpc_code
+    failed = [a for a in attempts if a.status == answer]
+    assert failed, f"no export was answered {answer}: the test proves nothing"
     pairs = _retries(attempts)
-    if fault == "400":
+    if fault in NOT_RETRYABLE:
         assert pairs == [], (
-            f"{len(pairs)} batches answered 400 were sent again (400 is not retryable), "
+            f"{len(pairs)} batches answered {answer} were sent again ({answer} is not retryable), "
             f"e.g. +{pairs[0][1].time - pairs[0][0].time:.2f}s later"
         )
         return
-    assert pairs, f"no batch answered {fault} was ever sent again: {fault} is retryable (OTLP/HTTP)"
+    assert pairs, f"no batch answered {answer} was ever sent again: {answer} is retryable (OTLP)"
     early = [(a, b) for a, b in pairs if b.time - a.time < RETRY_AFTER_S - 0.1]
     assert early == [], (
-        f"{len(early)} retries came before Retry-After: 1 had passed, e.g. after {early[0][1].time - early[0][0].time:.3f}s"
+        f"{len(early)} retries came before Retry-After / RetryInfo 1 s had passed, "
+        f"e.g. after {early[0][1].time - early[0][0].time:.3f}s"
     )
 
 
-@pytest.mark.parametrize("fault_run", ["slow"], indirect=True)
+@pytest.mark.parametrize("fault_run", ["slow", "grpc-slow"], indirect=True)
 def test_slow_collector_drops_are_counted(fault_run):
     assert fault_run.dropped_queue_full, (
         "the queue (64) must have overflowed while each export waited 500 ms, and the drop be counted in "
@@ -286,14 +316,26 @@ RETRY_CASES = {
     "504-backoff": (Fault(status=504, count=1), [504, 200], None),
     "400-not-retried": (Fault(status=400, count=1), [400], None),
     "404-not-retried": (Fault(status=404, count=1), [404], None),
+    "grpc-UNAVAILABLE-retry-info": (Fault(grpc_code="UNAVAILABLE", retry_after="1", count=2), ["UNAVAILABLE"] * 2 + ["OK"], 1.0),
+    "grpc-RESOURCE_EXHAUSTED-retry-info": (
+        Fault(grpc_code="RESOURCE_EXHAUSTED", retry_after="1", count=2),
+        ["RESOURCE_EXHAUSTED"] * 2 + ["OK"],
+        1.0,
+    ),
+    "grpc-UNAVAILABLE-backoff": (Fault(grpc_code="UNAVAILABLE", count=1), ["UNAVAILABLE", "OK"], None),
+    # Without RetryInfo the collector does not say recovery is possible: not retryable (OTLP/gRPC).
+    "grpc-RESOURCE_EXHAUSTED-not-retried": (Fault(grpc_code="RESOURCE_EXHAUSTED", count=1), ["RESOURCE_EXHAUSTED"], None),
+    "grpc-INVALID_ARGUMENT-not-retried": (Fault(grpc_code="INVALID_ARGUMENT", count=1), ["INVALID_ARGUMENT"], None),
 }
 
 
 @pytest.mark.parametrize("case", list(RETRY_CASES))
 def test_retry_sequence(rel_install, tmp_path, case):
     fault, expected, retry_after = RETRY_CASES[case]
+    protocol = protocol_of(case)
+    delivered = expected[-1] in (200, "OK")
     release = tmp_path / "release"
-    collector = FaultCollector().start()
+    collector = fault_collector(protocol).start()
     try:
         collector.set_fault(fault)
         extra = {
@@ -302,11 +344,11 @@ def test_retry_sequence(rel_install, tmp_path, case):
             "OTEL_METRICS_EXPORTER": "none",
             "RELEASE_FILE": str(release),
         }
-        env = operator_env(rel_install, collector.http_endpoint, extra=extra)
+        env = operator_env(rel_install, collector.endpoint(protocol), protocol, extra=extra)
         with ThreadPoolExecutor(1) as pool:
             future = pool.submit(run_driver, env, RETRY_MAIN, 60)
             try:
-                if expected[-1] == 200:
+                if delivered:
                     collector.wait_for_spans(1, timeout=30)
                     time.sleep(0.5)  # a duplicate would be on its way
                 else:
@@ -332,4 +374,4 @@ def test_retry_sequence(rel_install, tmp_path, case):
     if retry_after:
         assert all(g >= retry_after - 0.1 for g in gaps), f"{case}: retried after {gaps} s, before Retry-After {retry_after} s"
     accepted = [s for s in collector.spans() if s["span_id"] == span_id]
-    assert len(accepted) == (1 if expected[-1] == 200 else 0), f"{case}: the span was accepted {len(accepted)} times"
+    assert len(accepted) == (1 if delivered else 0), f"{case}: the span was accepted {len(accepted)} times"

@@ -6,8 +6,8 @@ multiprocessing child made are still queued when it leaves. The schedule delay i
 these tests, so only an exit flush can deliver anything.
 
 The exit-time bounds complement tests/e2e/test_shutdown.py (no collector, a collector that never
-answers, one queued span): here the collector answers slowly or with 503 + Retry-After, and many
-batches are queued. A clean exit must take at most the export timeout (plus start-up and a margin),
+answers, one queued span): here the collector answers slowly or with 503 + Retry-After (over gRPC:
+UNAVAILABLE / RESOURCE_EXHAUSTED with a RetryInfo), and many batches are queued. A clean exit must take at most the export timeout (plus start-up and a margin),
 never one timeout per batch or per retry.
 """
 
@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from support.fault_collector import Fault, FaultCollector
+from support.fault_collector import Fault, fault_collector
 from support.operator import operator_env
 from support.otlp_receiver import Receiver
 from support.wsgi_driver import run_driver
@@ -116,15 +116,18 @@ report({"responses": [], "end_of_main": time.monotonic()})
 
 
 @pytest.mark.parametrize(
-    "fault",
+    "protocol,fault",
     [
-        pytest.param(Fault(delay=5.0), id="slow-5s"),
-        pytest.param(Fault(status=503, retry_after="1"), id="503-retry-after-1"),
-        pytest.param(Fault(status=429, retry_after="30"), id="429-retry-after-30"),
+        pytest.param("http/protobuf", Fault(delay=5.0), id="slow-5s"),
+        pytest.param("http/protobuf", Fault(status=503, retry_after="1"), id="503-retry-after-1"),
+        pytest.param("http/protobuf", Fault(status=429, retry_after="30"), id="429-retry-after-30"),
+        pytest.param("grpc", Fault(delay=5.0), id="grpc-slow-5s"),
+        pytest.param("grpc", Fault(grpc_code="UNAVAILABLE", retry_after="1"), id="grpc-UNAVAILABLE-retry-info-1"),
+        pytest.param("grpc", Fault(grpc_code="RESOURCE_EXHAUSTED", retry_after="30"), id="grpc-RESOURCE_EXHAUSTED-retry-info-30"),
     ],
 )
-def test_clean_exit_bounded_with_many_batches_queued(rel_install, fault):
-    collector = FaultCollector().start()
+def test_clean_exit_bounded_with_many_batches_queued(rel_install, protocol, fault):
+    collector = fault_collector(protocol).start()
     try:
         collector.set_fault(fault)
         extra = {
@@ -133,7 +136,7 @@ def test_clean_exit_bounded_with_many_batches_queued(rel_install, fault):
             "OTEL_BSP_SCHEDULE_DELAY": "600000",
             "OTEL_METRICS_EXPORTER": "none",
         }
-        env = operator_env(rel_install, collector.http_endpoint, extra=extra)
+        env = operator_env(rel_install, collector.endpoint(protocol), protocol, extra=extra)
         run = run_driver(env, MANY_SPANS_MAIN, timeout=120)
         exited = time.monotonic()
     finally:

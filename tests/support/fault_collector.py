@@ -1,20 +1,22 @@
-"""An OTLP/HTTP collector for fault tests: a fixed port, killable and restartable, and able to
-misbehave on trace exports (answer slowly, or with a chosen status code and ``Retry-After``).
+"""OTLP collectors for fault tests (OTLP/HTTP: `FaultCollector`, OTLP/gRPC: `GrpcFaultCollector`):
+a fixed port, killable and restartable, and able to misbehave on trace exports (answer slowly, or
+with a chosen HTTP status and ``Retry-After`` / gRPC status and ``RetryInfo``).
 
-It is a `support.otlp_receiver.Receiver` (same storage and views: `spans()`, `wait_for_spans()`,
-`metrics()`, ...), HTTP only, plus:
+Each is a `support.otlp_receiver.Receiver` (same storage and views: `spans()`, `wait_for_spans()`,
+`metrics()`, ...) for one transport, plus:
 
 - `port`: fixed for the collector's life, so the agent can be started against it before it
-  listens (`FaultCollector(port=p)` without `start()`), and it can come back on the same port.
+  listens (``FaultCollector(port=p)`` without `start()`), and it can come back on the same port.
+  `protocol` and ``endpoint(protocol)``: what to give the agent.
 - `kill()`: stop listening *and* close every open connection, as a dying collector process does
   (a plain ``shutdown()`` of Python's HTTP server would leave keep-alive connections served).
 - `set_fault(Fault(...))` / `clear_fault()`: what the next trace exports get. `Fault.count` limits
   it to the next N trace export requests (then the collector is healthy again).
-- `attempts`: every POST /v1/traces that arrived, accepted or not: `Attempt(time, status,
-  span_ids, delayed)`, so tests can see retries (the same span ids again), their spacing, and that
-  a non-retryable answer is not retried.
+- `attempts`: every trace export that arrived, accepted or not: `Attempt(time, status, span_ids,
+  delayed)` (`status`: the HTTP status, or the gRPC code's name), so tests can see retries (the
+  same span ids again), their spacing, and that a non-retryable answer is not retried.
 
-Only ``/v1/traces`` requests are subject to faults; metrics and logs are always accepted.
+Only trace exports are subject to faults; metrics and logs are always accepted.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from support.otlp_receiver import (
     _MESSAGES,
     ReceivedRequest,
     Receiver,
     _decompress,
+    _grpc_servicer,
     _HttpHandler,
     flatten_traces,
 )
@@ -38,22 +47,29 @@ from support.processes import free_port
 
 @dataclass(frozen=True)
 class Fault:
-    """How to answer trace exports: wait `delay` seconds, then answer `status` (None: accept the
-    data normally after the delay), with ``Retry-After: retry_after`` when given."""
+    """How to answer trace exports: wait `delay` seconds, then answer `status` (HTTP) or
+    `grpc_code` (gRPC, a `grpc.StatusCode` name) -- None: accept the data normally after the
+    delay -- with ``Retry-After: retry_after`` (HTTP) or a ``RetryInfo`` of that many seconds in
+    the status details (gRPC) when given."""
 
     status: int | None = None
     retry_after: str | None = None
     delay: float = 0.0
     count: int | None = None  # only the next `count` trace export requests; None: until cleared
+    grpc_code: str | None = None
 
 
 @dataclass(frozen=True)
 class Attempt:
     time: float  # time.monotonic() when the request body had been read
-    status: int  # what the collector answered (or was about to answer when the client had gone)
+    status: int | str  # what the collector answered (HTTP status or gRPC code name), or was about to when the client had gone
     span_ids: tuple  # hex span ids in the request
     delayed: bool = False
     headers: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (200, "OK")
 
 
 class _FaultHandler(_HttpHandler):
@@ -131,44 +147,16 @@ class _FaultServer(ThreadingHTTPServer):
                 pass
 
 
-class FaultCollector(Receiver):
-    """OTLP/HTTP receiver on a fixed 127.0.0.1 port; see the module docstring."""
+class _Faults(Receiver):
+    """What both collectors share: the fault to apply and the attempts seen."""
 
-    def __init__(self, port: int | None = None):
+    protocol = ""
+
+    def __init__(self):
         super().__init__()
-        self.http_port = port or free_port()
         self._fault: Fault | None = None
         self._fault_left: int | None = None
         self.attempts: list[Attempt] = []
-
-    # -- lifecycle ---------------------------------------------------------
-
-    def start(self) -> "FaultCollector":
-        if self._http is not None:
-            return self
-        self._http = _FaultServer(self, self.http_port)
-        self._http_thread = threading.Thread(
-            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-collector", daemon=True
-        )
-        self._http_thread.start()
-        return self
-
-    def kill(self) -> None:
-        """Stop listening and cut every open connection (the collector process died)."""
-        if self._http is None:
-            return
-        server, self._http = self._http, None
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        self._http_thread.join(5)
-
-    def stop(self) -> None:
-        self.kill()
-
-    @property
-    def running(self) -> bool:
-        return self._http is not None
 
     # -- faults ------------------------------------------------------------
 
@@ -205,7 +193,7 @@ class FaultCollector(Receiver):
 
     def summary(self) -> str:
         spans = self.spans()
-        lines = [f"collector: {len(self.requests())} requests accepted, {len(spans)} spans, errors: {self.errors()}"]
+        lines = [f"collector ({self.protocol}): {len(self.requests())} requests accepted, {len(spans)} spans, errors: {self.errors()}"]
         lines += [f"  span {s['name']!r} span={s['span_id']} pid={s['resource'].get('process.pid')}" for s in spans[:20]]
         lines.append(f"trace export attempts: {len(self.attempts)}")
         t0 = self.attempts[0].time if self.attempts else 0
@@ -214,4 +202,133 @@ class FaultCollector(Receiver):
         return "\n".join(lines)
 
 
-__all__ = ["Attempt", "Fault", "FaultCollector"]
+class FaultCollector(_Faults):
+    """OTLP/HTTP receiver on a fixed 127.0.0.1 port; see the module docstring."""
+
+    protocol = "http/protobuf"
+
+    def __init__(self, port: int | None = None):
+        super().__init__()
+        self.http_port = port or free_port()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> "FaultCollector":
+        if self._http is not None:
+            return self
+        self._http = _FaultServer(self, self.http_port)
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-collector", daemon=True
+        )
+        self._http_thread.start()
+        return self
+
+    def kill(self) -> None:
+        """Stop listening and cut every open connection (the collector process died)."""
+        if self._http is None:
+            return
+        server, self._http = self._http, None
+        server.shutdown()
+        server.server_close()
+        server.drop_connections()
+        self._http_thread.join(5)
+
+    def stop(self) -> None:
+        self.kill()
+
+    @property
+    def running(self) -> bool:
+        return self._http is not None
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def status_details(code: grpc.StatusCode, message: str, retry_delay_s: int) -> bytes:
+    """``grpc-status-details-bin``: a google.rpc.Status carrying a google.rpc.RetryInfo (the OTLP/gRPC
+    throttling signal), encoded by hand (the google.rpc protos are not a test dependency)."""
+    duration = _varint(1 << 3 | 0) + _varint(retry_delay_s)  # google.protobuf.Duration.seconds
+    retry_info = _field(1, duration)  # RetryInfo.retry_delay
+    any_ = _field(1, b"type.googleapis.com/google.rpc.RetryInfo") + _field(2, retry_info)
+    return _varint(1 << 3 | 0) + _varint(code.value[0]) + _field(2, message.encode()) + _field(3, any_)
+
+
+class GrpcFaultCollector(_Faults):
+    """OTLP/gRPC receiver on a fixed 127.0.0.1 port; see the module docstring. `kill()` stops the
+    server without grace: calls in flight are cancelled and connections closed."""
+
+    protocol = "grpc"
+
+    def __init__(self, port: int | None = None):
+        super().__init__()
+        self.grpc_port = port or free_port()
+
+    def _export_traces(self, request, context):
+        headers = {k.lower(): v for k, v in context.invocation_metadata()}
+        span_ids = tuple(s["span_id"] for s in flatten_traces(request))
+        fault = self._take_fault()
+        code = fault.grpc_code if fault and fault.grpc_code else "OK"
+        self._attempt(Attempt(time.monotonic(), code, span_ids, bool(fault and fault.delay), headers))
+        if fault and fault.delay:
+            time.sleep(fault.delay)
+        if fault and fault.grpc_code:
+            status = getattr(grpc.StatusCode, fault.grpc_code)
+            message = "fault injected by the test collector"
+            if fault.retry_after is not None:
+                details = status_details(status, message, int(fault.retry_after))
+                context.set_trailing_metadata((("grpc-status-details-bin", details),))
+            context.abort(status, message)
+        if not (fault and fault.delay):  # a slow answer: the client has given up, nothing was delivered
+            self._record(ReceivedRequest("traces", "grpc", headers, request.SerializeToString(), request))
+        return _MESSAGES["traces"][1]()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> "GrpcFaultCollector":
+        if self._grpc is not None:
+            return self
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        traces = type("_FaultTraces", (trace_service_pb2_grpc.TraceServiceServicer,), {"Export": lambda _, r, c: self._export_traces(r, c)})
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(traces(), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+            _grpc_servicer(metrics_service_pb2_grpc.MetricsServiceServicer, "metrics", _MESSAGES["metrics"][1], self), server
+        )
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
+            _grpc_servicer(logs_service_pb2_grpc.LogsServiceServicer, "logs", _MESSAGES["logs"][1], self), server
+        )
+        if server.add_insecure_port(f"127.0.0.1:{self.grpc_port}") != self.grpc_port:
+            raise RuntimeError(f"could not bind the gRPC fault collector to port {self.grpc_port}")
+        server.start()
+        self._grpc = server
+        return self
+
+    def kill(self) -> None:
+        if self._grpc is None:
+            return
+        server, self._grpc = self._grpc, None
+        server.stop(grace=None).wait(5)
+
+    def stop(self) -> None:
+        self.kill()
+
+    @property
+    def running(self) -> bool:
+        return self._grpc is not None
+
+
+def fault_collector(protocol: str, port: int | None = None) -> _Faults:
+    """The fault collector for an OTEL_EXPORTER_OTLP_PROTOCOL value ("http/protobuf", "grpc")."""
+    return GrpcFaultCollector(port) if protocol == "grpc" else FaultCollector(port)
+
+__all__ = ["Attempt", "Fault", "FaultCollector", "GrpcFaultCollector", "fault_collector", "status_details"]

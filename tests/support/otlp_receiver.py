@@ -5,11 +5,17 @@ Usage::
     with Receiver() as rx:
         ...  # point an exporter at rx.http_endpoint or rx.grpc_endpoint
         spans = rx.wait_for_spans(3, predicate=lambda s: s["kind"] == SPAN_KIND_SERVER)
+
+``Receiver(tls=ServerTls(...))`` serves both transports over TLS instead (the endpoints are then
+``https://``), optionally requiring a client certificate (mTLS); see `support.tls_pki`.
 """
 
 from __future__ import annotations
 
 import gzip
+import ssl
+import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -37,6 +43,37 @@ _MESSAGES = {
     "logs": (logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse),
 }
 _HTTP_PATHS = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The receiver's TLS identity: its certificate chain and key (PEM); with `client_ca_pem`, a
+    client certificate issued by that CA is required (mTLS)."""
+
+    cert_chain_pem: bytes
+    key_pem: bytes
+    client_ca_pem: bytes | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory() as tmp:  # the ssl module loads chains from files only
+            chain, key = f"{tmp}/chain.pem", f"{tmp}/key.pem"
+            with open(chain, "wb") as f:
+                f.write(self.cert_chain_pem)
+            with open(key, "wb") as f:
+                f.write(self.key_pem)
+            ctx.load_cert_chain(chain, key)
+        if self.client_ca_pem is not None:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cadata=self.client_ca_pem.decode())
+        return ctx
+
+    def grpc_credentials(self):
+        return grpc.ssl_server_credentials(
+            [(self.key_pem, self.cert_chain_pem)],
+            root_certificates=self.client_ca_pem,
+            require_client_auth=self.client_ca_pem is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -218,6 +255,11 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def setup(self):
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()  # here, in the request's thread, not in accept()
+
     def do_POST(self):
         wire = self._read_body()
         signal = _HTTP_PATHS.get(self.path.split("?")[0])
@@ -242,9 +284,23 @@ class _HttpHandler(BaseHTTPRequestHandler):
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, receiver: "Receiver"):
+    def __init__(self, receiver: "Receiver", ssl_context: ssl.SSLContext | None = None):
         self.receiver = receiver
+        self.ssl_context = ssl_context
         super().__init__(("127.0.0.1", 0), _HttpHandler)
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ssl.SSLError):  # a refused handshake: expected in the TLS tests
+            self.receiver._record_tls_error(f"{exc.__class__.__name__}: {exc}")
+        else:
+            super().handle_error(request, client_address)
 
 
 def _grpc_servicer(base, signal: str, response_cls, receiver: "Receiver"):
@@ -264,10 +320,12 @@ def _grpc_servicer(base, signal: str, response_cls, receiver: "Receiver"):
 class Receiver:
     """OTLP receiver listening on 127.0.0.1 over HTTP/protobuf and gRPC (free ports)."""
 
-    def __init__(self):
+    def __init__(self, tls: ServerTls | None = None):
+        self.tls = tls
         self._cond = threading.Condition()
         self._requests: list[ReceivedRequest] = []
         self._errors: list[str] = []
+        self._tls_errors: list[str] = []
         self._http = None
         self._http_thread = None
         self._grpc = None
@@ -277,7 +335,7 @@ class Receiver:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> "Receiver":
-        self._http = _HttpServer(self)
+        self._http = _HttpServer(self, self.tls.ssl_context() if self.tls else None)
         self.http_port = self._http.server_address[1]
         self._http_thread = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="otlp-http", daemon=True
@@ -297,7 +355,10 @@ class Receiver:
             _grpc_servicer(logs_service_pb2_grpc.LogsServiceServicer, "logs", _MESSAGES["logs"][1], self),
             self._grpc,
         )
-        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        if self.tls:
+            self.grpc_port = self._grpc.add_secure_port("127.0.0.1:0", self.tls.grpc_credentials())
+        else:
+            self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
         if not self.grpc_port:
             raise RuntimeError("could not bind the gRPC receiver")
         self._grpc.start()
@@ -320,12 +381,16 @@ class Receiver:
         self.stop()
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def http_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
+        return f"{self.scheme}://127.0.0.1:{self.grpc_port}"
 
     def endpoint(self, protocol: str) -> str:
         """Endpoint for an OTEL_EXPORTER_OTLP_PROTOCOL value ("grpc", "http/protobuf")."""
@@ -341,6 +406,15 @@ class Receiver:
     def _record_error(self, error: str) -> None:
         with self._cond:
             self._errors.append(error)
+
+    def _record_tls_error(self, error: str) -> None:
+        with self._cond:
+            self._tls_errors.append(error)
+
+    def tls_errors(self) -> list[str]:
+        """TLS handshakes the HTTP receiver saw fail (gRPC's are not visible to Python)."""
+        with self._cond:
+            return list(self._tls_errors)
 
     def clear(self) -> None:
         with self._cond:
@@ -393,7 +467,7 @@ class Receiver:
 
     def summary(self) -> str:
         """Human-readable dump of what arrived, for failure messages."""
-        lines = [f"receiver: {len(self.requests())} requests, errors: {self.errors()}"]
+        lines = [f"receiver: {len(self.requests())} requests, errors: {self.errors()}, TLS errors: {self.tls_errors()[:5]}"]
         for s in self.spans():
             lines.append(
                 f"  span {s['name']!r} kind={s['kind']} trace={s['trace_id']} span={s['span_id']} "
