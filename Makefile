@@ -25,13 +25,17 @@ $(VENV)/.ready: tests/requirements.txt
 
 venv: $(VENV)/.ready
 
+# PGO=1: the native library is built profile-guided (pgo/build.sh: an instrumented build, a
+# training run, the final build; falls back to a plain build if the toolchain cannot). PGO=0: plain.
+PGO ?= 1
+
 # One build command for tests, the demo and the Dockerfile: an abi3 wheel, unpacked into the
 # Operator's layout with the bootstrap sitecustomize where the Operator's PYTHONPATH prefix points.
 # Built in a scratch directory and moved into place, so a concurrent build never sees half a tree.
 # bin/ferrotel-run is the sh launcher (pip's generated bin/ has the build machine's shebang).
 dist: venv
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(VENV)/bin/maturin build --release --quiet --interpreter $(PY) --out "$$tmp/wheels"; \
+	PGO=$(PGO) PY=$(PY) MATURIN=$(VENV)/bin/maturin sh pgo/build.sh "$$tmp/wheels"; \
 	$(PY) -m pip install --quiet --no-deps --no-compile --target "$$tmp/tree" "$$tmp"/wheels/ferrotel-*.whl; \
 	rm -rf "$$tmp/tree/bin" "$$tmp"/tree/ferrotel-*.dist-info/direct_url.json; \
 	mkdir -p "$$tmp/tree/bin"; cp docker/ferrotel-run.sh "$$tmp/tree/bin/ferrotel-run"; chmod 755 "$$tmp/tree/bin/ferrotel-run"; \

@@ -74,6 +74,14 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
                 span.get().end(finish);
                 return Ok(body.unbind());
             }
+            if opts.flask_route {
+                // Flask's usual body: end the span from Werkzeug's own close callbacks instead of
+                // wrapping the body (one small object instead of a wrapper the server iterates).
+                let attached = quietly("the WSGI hook", || closing_callbacks(&body)?.map(|cbs| cbs.append(EndSpan { span: span.clone().unbind() })).transpose());
+                if attached.flatten().is_some() {
+                    return Ok(body.unbind());
+                }
+            }
             let body = body.unbind();
             let wrapped = quietly("the WSGI hook", || {
                 let wrapper = ResponseBody { body: body.clone_ref(py), iter: PyOnceLock::new(), span: span.clone().unbind() };
@@ -101,6 +109,60 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
             });
             Err(err)
         }
+    }
+}
+
+static CLOSING_ITERATOR: PyOnceLock<Option<Py<pyo3::types::PyType>>> = PyOnceLock::new();
+
+/// The close-callback list of a Werkzeug `ClosingIterator` over a response that is not streamed
+/// (its body is a list or tuple, so iterating it cannot fail): the span can end when the server
+/// closes the body, with nothing between the server and the body. None for anything else
+/// (streamed bodies keep the wrapper, which records an error raised while iterating).
+fn closing_callbacks<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, pyo3::types::PyList>>> {
+    let py = body.py();
+    let ty = body.get_type();
+    let known = CLOSING_ITERATOR.get_or_init(py, || {
+        (|| -> PyResult<Option<Py<pyo3::types::PyType>>> {
+            let module = py.import("sys")?.getattr("modules")?.get_item("werkzeug.wsgi").ok();
+            Ok(match module {
+                Some(m) => m.getattr_opt("ClosingIterator")?.and_then(|t| t.cast_into::<pyo3::types::PyType>().ok()).map(Bound::unbind),
+                None => None,
+            })
+        })()
+        .unwrap_or(None)
+    });
+    if !known.as_ref().is_some_and(|k| ty.is(k.bind(py))) {
+        return Ok(None);
+    }
+    let Some(callbacks) = body.getattr_opt(intern!(py, "_callbacks"))?.and_then(|c| c.cast_into::<pyo3::types::PyList>().ok()) else { return Ok(None) };
+    // Werkzeug puts `Response.close` last: its response tells whether the body is streamed.
+    let Some(last) = callbacks.iter().last() else { return Ok(None) };
+    let Some(response) = last.getattr_opt(intern!(py, "__self__"))? else { return Ok(None) };
+    let Some(inner) = response.getattr_opt(intern!(py, "response"))? else { return Ok(None) };
+    Ok((inner.is_instance_of::<pyo3::types::PyList>() || inner.is_instance_of::<PyTuple>()).then_some(callbacks))
+}
+
+/// A close callback that ends a WSGI server span (see `closing_callbacks`).
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct EndSpan {
+    span: Py<Span>,
+}
+
+#[pymethods]
+impl EndSpan {
+    fn __call__(&self) {
+        quietly("the WSGI body hook", || {
+            guard::inject(TestFault::Body);
+            Ok(())
+        });
+        self.span.get().end(finish);
+    }
+}
+
+impl Drop for EndSpan {
+    fn drop(&mut self) {
+        // Never called (the server did not close the body): the span ends when this goes away.
+        self.span.get().end(finish);
     }
 }
 
