@@ -8,12 +8,16 @@ Each runs a WSGI app (``module:callable`` in `app_dir`) in its own process group
   agent) is loaded in the master and the workers are forked from C; with it, each worker loads
   the app after the fork. SIGTERM is made a graceful shutdown (``--hook-master-start
   "unix_signal:15 gracefully_kill_them_all"``, uwsgi's documented way; its default is a reload).
+  `start()` returns only once every worker can take part in that shutdown (see `UwsgiApp.start`).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from support import processes
@@ -69,6 +73,48 @@ class UwsgiApp(ServerApp):
             *(["--lazy-apps"] if self.lazy_apps else []),
             *self.extra_args,
         ]  # fmt: skip
+
+    def start(self, timeout: float = 30) -> "UwsgiApp":
+        """Listening is not enough: wait until every worker handles SIGHUP and the master has its
+        SIGTERM hook, or a SIGTERM now can hang uwsgi.
+
+        A uwsgi worker ignores SIGHUP from the fork until `uwsgi_worker_run` installs its handlers
+        (``gracefully_kill``), and with ``--lazy-apps`` that is only after it has loaded the app (a
+        second or two for Flask on a busy 2-core machine). The master's graceful shutdown
+        (``gracefully_kill_them_all``) sends each worker one SIGHUP and then, inside the signal
+        handler, waits for every worker to exit: a worker still loading its app drops that
+        SIGHUP, goes on serving, and the master waits (still after 2 minutes with uwsgi 2.0.31;
+        uwsgi's own race, with or without the agent). The socket is bound before any worker
+        exists, so a connect succeeds long before that."""
+        super().start(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = [pid for pid in self.worker_pids() if _handles(pid, signal.SIGHUP)]
+            if len(ready) >= self.workers and _MASTER_START_HOOK.search(self.log_text()):
+                return self
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(
+                    f"uwsgi: {len(ready)} of {self.workers} workers ready (SIGHUP handler installed) "
+                    f"after {timeout}s, exit code {self.proc.returncode}\n{self.log_text()}"
+                )
+            time.sleep(0.05)
+
+
+# uwsgi logs this just before the master-start hook installs the graceful SIGTERM handler.
+_MASTER_START_HOOK = re.compile(r'running "unix_signal:15 gracefully_kill_them_all" \(master-start\)')
+
+
+def _handles(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler installed for `signum` (SigCgt in /proc/<pid>/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except OSError:
+        pass
+    return False
 
 
 class ServerLauncher(processes.ServerLauncher):
