@@ -260,7 +260,7 @@ def main() -> None:
 
     seconds = float(os.environ.get("BENCH_SECONDS", 10))
     rounds = int(os.environ.get("BENCH_ROUNDS", 3))
-    with Receiver() as rx:
+    with Receiver(lazy=True) as rx:
         rows = run_all(rx, seconds, rounds, tuple(args.only), args)
     print("| part | configuration | variant | value | overhead per request vs no agent (µs) |")
     print("|---|---|---|---|---|")

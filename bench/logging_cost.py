@@ -117,7 +117,7 @@ def measure_records(records: int, rounds: int, python: str = sys.executable) -> 
     configs = {NO_AGENT: (False, False), FERROTEL: (True, False), EXPORT: (True, True)}
     samples = {name: {"outside": [], "inside": []} for name in configs}
     stats = {}
-    with Receiver() as rx:
+    with Receiver(lazy=True) as rx:
         names = list(configs)
         for rnd in range(rounds):
             for name in names[rnd % len(names):] + names[:rnd % len(names)]:

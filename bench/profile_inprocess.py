@@ -86,7 +86,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
 
     per_request = {}
-    with Receiver() as rx:
+    with Receiver(lazy=True) as rx:
         for name in names:
             runs = {}
             for n in (n1, n2):

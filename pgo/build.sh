@@ -12,17 +12,19 @@
 # Steps: an instrumented build, the training run with it, llvm-profdata merge, the final build
 # with the profile. llvm-profdata comes from rustup's llvm-tools component (added here when
 # missing). If any step fails, the plain build is made instead and a line says why: PGO changes
-# speed, never behaviour. `--target` keeps the profiling flags off build scripts and
-# proc-macros; RUSTFLAGS set by the caller (the musl build's) are kept.
+# speed, never behaviour. The profiling flags go to the agent's crate only (maturin passes
+# trailing arguments to `cargo rustc`), so dependencies are built once, in the usual target
+# directory, and shared by the plain, instrumented and final builds; generic code (most of what
+# the request path runs from pyo3 and compact_str) is instantiated in the agent's crate and
+# profiled with it. RUSTFLAGS set by the caller (the musl build's) apply as usual.
 set -eu
 
 out=$1
 py=${PY:-.venv/bin/python}
 maturin=${MATURIN:-.venv/bin/maturin}
-flags=${RUSTFLAGS:-}
 
 plain() {
-    RUSTFLAGS=$flags "$maturin" build --release --quiet --interpreter "$py" --out "$out"
+    "$maturin" build --release --quiet --interpreter "$py" --out "$out"
 }
 
 if [ "${PGO:-1}" != 1 ]; then
@@ -41,22 +43,18 @@ if [ ! -x "$profdata" ]; then
     exit 0
 fi
 
-# Fixed paths under target/ (not a temporary directory): RUSTFLAGS are part of cargo's
-# fingerprint, so the same flags keep both builds incremental.
 work=$(pwd)/target/pgo
-rm -rf "$work/raw" "$work/gen" "$work/tree"
+rm -rf "$work"
 mkdir -p "$work"
 
 pgo_build() {
-    RUSTFLAGS="$flags -Cprofile-generate=$work/raw" CARGO_TARGET_DIR=target/pgo-generate \
-        "$maturin" build --release --quiet --target "$host" --interpreter "$py" --out "$work/gen" &&
+    "$maturin" build --release --quiet --interpreter "$py" --out "$work/gen" -- "-Cprofile-generate=$work/raw" &&
     "$py" -m pip install --quiet --no-deps --no-compile --target "$work/tree" "$work"/gen/ferrotel-*.whl &&
     mkdir -p "$work/tree/opentelemetry/instrumentation/auto_instrumentation" &&
     cp python/sitecustomize.py "$work/tree/opentelemetry/instrumentation/auto_instrumentation/" &&
     "$py" pgo/train.py "$work/tree" &&
     "$profdata" merge -o "$work/merged.profdata" "$work/raw" &&
-    RUSTFLAGS="$flags -Cprofile-use=$work/merged.profdata" CARGO_TARGET_DIR=target/pgo-use \
-        "$maturin" build --release --quiet --target "$host" --interpreter "$py" --out "$out"
+    "$maturin" build --release --quiet --interpreter "$py" --out "$out" -- "-Cprofile-use=$work/merged.profdata"
 }
 
 if ! pgo_build; then
