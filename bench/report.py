@@ -69,7 +69,28 @@ def _inprocess_rows(ip) -> list[list[str]]:
             "overhead ≤ 3 µs and ≥ 60× less than pure-Python" if hello else "(bar is for `/`)",
             _met(ok),
         ])
+    paired = ip.get("paired")
+    if paired:
+        for route in ip["routes"]:
+            p = paired.get(route)
+            if not p:
+                continue
+            up_over = ip["routes"][route].get(UP, {}).get("overhead_us")
+            factor = None if up_over is None else (math.inf if p["overhead_us"] <= 0 else up_over / p["overhead_us"])
+            hello = route == "/"
+            rows.append([
+                f"1. in-process `{route}`, paired in one process: hooked vs unwrapped app, alternating "
+                f"(µs of request-thread CPU, median of {p['pairs']} pairs; quartiles {_f(p['q1_us'])}–{_f(p['q3_us'])})",
+                _f(p["raw_us"]), _f(p["hooked_us"]), "",
+                f"+{_f(p['overhead_us'])} µs", "",
+                ("∞" if factor == math.inf else f"{_f(factor)}×") if factor is not None else "—",
+                "overhead ≤ 3 µs and ≥ 60× less than pure-Python" if hello else "(bar is for `/`)",
+                _met(p["overhead_us"] <= 3.0 and factor is not None and factor >= 60) if hello else "—",
+            ])
     spans = ip["spans"]
+    if paired:
+        spans = {**spans, FT: {"sent": spans[FT]["sent"] + paired["spans"]["sent"],
+                               "received": spans[FT]["received"] + paired["spans"]["received"]}}
     ft_ok = spans[FT]["sent"] == spans[FT]["received"] and spans[FT]["sent"] > 0
     rows.append([
         "1. in-process spans received / requests sent",

@@ -133,6 +133,25 @@ def run_inprocess(configs, rx_endpoint: str, tally: SpanTally) -> dict:
             print(f"bench: in-process round {rnd + 1}/{rounds} {name:12s} "
                   + "  ".join(f"{r} {per_round[r][name][-1]:7.1f} µs" for r in routes)
                   + f"  spans {received}/{expected}" + ("" if loaded else "  AGENT NOT LOADED"), flush=True)
+    paired = None
+    if envs.FERROTEL in configs:
+        cfg = configs[envs.FERROTEL]
+        service = "bench-inprocess-paired"
+        pairs = _env_int("BENCH_PAIRS", 60)
+        proc = subprocess.run([str(cfg.python), str(HERE / "inprocess.py"), "--paired", str(pairs), "--routes", *routes],
+                              env=cfg.env(rx_endpoint, service), capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"inprocess --paired failed ({proc.returncode}):\n{proc.stderr}")
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        received = tally.wait(service, out["total_sent"])
+        paired = {route: {"overhead_us": statistics.median(v["diffs_us"]), "hooked_us": statistics.median(v["hooked_us"]),
+                          "raw_us": statistics.median(v["raw_us"]), "pairs": pairs,
+                          "q1_us": statistics.quantiles(v["diffs_us"])[0], "q3_us": statistics.quantiles(v["diffs_us"])[2]}
+                  for route, v in out["paired"].items()}
+        paired["spans"] = {"sent": out["total_sent"], "received": received}
+        print("bench: in-process paired (ferrotel, one process) "
+              + "  ".join(f"{r} +{paired[r]['overhead_us']:.2f} µs" for r in routes)
+              + f"  spans {received}/{out['total_sent']}", flush=True)
     summary = {route: {n: {"median_us": statistics.median(v), "min_us": min(v), "max_us": max(v), "rounds_us": v}
                        for n, v in per_route.items()} for route, per_route in per_round.items()}
     # Overhead: the median of per-round differences to no agent (runs of one round are seconds apart,
@@ -142,7 +161,7 @@ def run_inprocess(configs, rx_endpoint: str, tally: SpanTally) -> dict:
         for n, v in per_route.items():
             summary[route][n]["overhead_us"] = statistics.median(x - b for x, b in zip(v, base))
     return {"settings": {"rounds": rounds, "requests_per_route_per_round": requests, "chunks": 5, "warmup": 300},
-            "routes": summary, "spans": spans, "agent_loaded": {n: all(r["agent_loaded"] for r in runs if r["config"] == n)
+            "routes": summary, "paired": paired, "spans": spans, "agent_loaded": {n: all(r["agent_loaded"] for r in runs if r["config"] == n)
                                                               for n in names},
             "runs": runs}
 
