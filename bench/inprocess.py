@@ -125,6 +125,8 @@ def paired(routes: list[str], pairs: int, per_chunk: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--variant", choices=["hooked", "raw"], default="hooked",
+                    help="raw: call the app the agent's hook wraps (app.wsgi_app.app), for profiles")
     ap.add_argument("--paired", type=int, default=0, metavar="PAIRS",
                     help="measure hooked vs unwrapped app in this process (see paired())")
     ap.add_argument("--routes", nargs="+", default=["/", "/users/42"])
@@ -132,6 +134,12 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=300)
     args = ap.parse_args()
+    if args.variant == "raw":
+        global app
+        raw = getattr(app.wsgi_app, "app", None)
+        if raw is None:
+            raise SystemExit("inprocess --variant raw: the app is not hooked")
+        app = raw
     if args.paired:
         result = paired(args.routes, args.paired, 300)
         result["agents"] = {"ferrotel._native": "ferrotel._native" in sys.modules}

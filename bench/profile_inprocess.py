@@ -7,6 +7,7 @@ a fraction of a percent where wall time on a shared 2-core VM does not.
 
     make bench-profile
     .venv/bin/python bench/profile_inprocess.py [--lengths 1000 3000] [--route /users/42] [--upstream]
+    .venv/bin/python bench/profile_inprocess.py --cache     # I1/D1 misses, hooked vs unwrapped app
 
 Threads are counted apart (``--separate-threads=yes``): "main" is the request thread, "all" adds
 the agent's background threads (export, encoding). The callgrind files of the longer run are kept
@@ -46,6 +47,45 @@ def totals(path: str) -> int:
     raise ValueError(f"no totals in {path}")
 
 
+EVENTS = ["Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"]
+
+
+def totals_by_event(path: str) -> dict:
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("totals:", "summary:")):
+                return dict(zip(EVENTS, map(int, line.split()[1:])))
+    raise ValueError(f"no totals in {path}")
+
+
+def cache_profile(cfg: envs.Config, endpoint: str, route: str, n1: int, n2: int) -> None:
+    """--cache: callgrind's cache simulation of the request thread, the hooked app against the
+    app the hook wraps, in processes that both load the agent: per-request deltas of
+    instructions and of level-1 instruction/data cache misses."""
+    per = {}
+    for variant in ("raw", "hooked"):
+        got = {}
+        for n in (n1, n2):
+            stem = OUT / f"cache-{variant}-{n}.out"
+            for old in glob.glob(f"{stem}*"):
+                os.remove(old)
+            env = cfg.env(endpoint, f"bench-profile-cache-{variant}")
+            env["PYTHONHASHSEED"] = "0"
+            print(f"profile: cache simulation, {variant} n={n} ...", flush=True)
+            cmd = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--separate-threads=yes", f"--callgrind-out-file={stem}",
+                   str(cfg.python), str(HERE / "inprocess.py"), "--routes", route, "--requests", str(n), "--chunks", "1",
+                   "--warmup", str(WARMUP), "--variant", variant]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"profile: {variant} n={n} failed:\n{proc.stderr[-3000:]}")
+            got[n] = totals_by_event(sorted(glob.glob(f"{stem}-*"))[0])
+        per[variant] = {e: (got[n2][e] - got[n1][e]) / (n2 - n1) for e in EVENTS}
+    print()
+    print(f"request thread, per request, route {route}: hooked app minus the app it wraps (agent loaded in both)")
+    for e in ("Ir", "I1mr", "D1mr", "D1mw"):
+        print(f"  {e:5s} {per['raw'][e]:12,.0f} -> {per['hooked'][e]:12,.0f}   {per['hooked'][e] - per['raw'][e]:+10,.0f}")
+
+
 def run_one(cfg: envs.Config, endpoint: str, route: str, n: int) -> dict:
     """Instruction totals of one run: {"main": ..., "all": ..., "threads": k}."""
     stem = OUT / f"{envs_slug(cfg.name)}-{n}.out"
@@ -75,6 +115,7 @@ def main() -> int:
     ap.add_argument("--lengths", type=int, nargs=2, default=[1000, 3000], metavar=("N1", "N2"))
     ap.add_argument("--route", default="/")
     ap.add_argument("--upstream", action="store_true", help="also the pure-Python agent (slow under valgrind)")
+    ap.add_argument("--cache", action="store_true", help="cache simulation: hooked vs unwrapped app (see cache_profile)")
     args = ap.parse_args()
     n1, n2 = sorted(args.lengths)
     if n1 == n2:
@@ -84,6 +125,11 @@ def main() -> int:
     configs = envs.build()
     names = [envs.NO_AGENT, envs.FERROTEL] + ([envs.UPSTREAM] if args.upstream else [])
     OUT.mkdir(parents=True, exist_ok=True)
+
+    if args.cache:
+        with Receiver(lazy=True) as rx:
+            cache_profile(configs[envs.FERROTEL], rx.http_endpoint, args.route, n1, n2)
+        return 0
 
     per_request = {}
     with Receiver(lazy=True) as rx:

@@ -6,7 +6,7 @@
 #
 # Why: per request the agent runs a few thousand instructions spread over code that is cold by
 # the time the next request comes; instruction-cache misses, not instructions, were most of its
-# cost (callgrind's cache simulation, see bench/README.md). A profile of a training run
+# cost (callgrind's cache simulation; README, Benchmarks). A profile of a training run
 # (pgo/train.py) lets LLVM put the hot paths together and keep the cold ones out of the way.
 #
 # Steps: an instrumented build, the training run with it, llvm-profdata merge, the final build
