@@ -37,7 +37,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CLIENTS = ("http.client", "requests", "urllib3", "httpx")
+CLIENTS = ("http.client", "urllib.request", "requests", "urllib3", "httpx", "httpx async")
+#: The module each client needs (a client whose module is not installed is skipped).
+MODULES = {"http.client": "http.client", "urllib.request": "urllib.request", "requests": "requests", "urllib3": "urllib3", "httpx": "httpx", "httpx async": "httpx"}
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
 
@@ -91,6 +93,14 @@ def make_call(name: str, base: str):
             def call():
                 session.get(base + "/bench").content
 
+        elif name == "urllib.request":
+            import urllib.request
+
+            # A new connection per call: urllib.request sends "Connection: close".
+            def call():
+                with urllib.request.urlopen(base + "/bench") as r:
+                    r.read()
+
         elif name == "urllib3":
             import urllib3
 
@@ -106,6 +116,20 @@ def make_call(name: str, base: str):
 
             def call():
                 client.get(base + "/bench").content
+
+        elif name == "httpx async":
+            import asyncio
+
+            import httpx
+
+            loop = asyncio.new_event_loop()
+            client = httpx.AsyncClient()
+
+            async def get():
+                return (await client.get(base + "/bench")).content
+
+            def call():
+                loop.run_until_complete(get())
 
         else:
             return None
@@ -124,12 +148,14 @@ def hook_points(name: str) -> list:
             obj = getattr(obj, part)
         return [(obj, n) for n in names]
 
-    if name == "http.client":
+    if name in ("http.client", "urllib.request"):
         return attrs("http.client", "HTTPConnection", ["putrequest", "endheaders", "getresponse"])
     if name in ("requests", "urllib3"):  # urllib3's connections pass through the http.client wrappers too
         return attrs("urllib3.connectionpool", "HTTPConnectionPool", ["_make_request"]) + hook_points("http.client")
     if name == "httpx":
         return attrs("httpx", "HTTPTransport", ["handle_request"])
+    if name == "httpx async":
+        return attrs("httpx", "AsyncHTTPTransport", ["handle_async_request"])
     return []
 
 
@@ -221,7 +247,7 @@ def callgrind(python: str, base: str, env: dict, short: int = 200, long: int = 6
 
     out = {}
     for name in CLIENTS:
-        probe = subprocess.run([python, "-c", f"import {name.split('.')[0]}"], env=env, capture_output=True)
+        probe = subprocess.run([python, "-c", f"import {MODULES[name]}"], env=env, capture_output=True)
         if probe.returncode != 0:
             continue
         per = {on: (count(name, on, long) - count(name, on, short)) / (long - short) for on in (True, False)}
@@ -246,6 +272,18 @@ def _agent_env(base_env: dict, dist: Path, endpoint: str) -> dict:
     return env
 
 
+def no_agent_env(agent_env: dict, scratch: str) -> dict:
+    """The agent's environment without the agent: the same variables (requests reads every one of
+    them on each call, looking for proxies) and as many ``sys.path`` entries (a failing import scans
+    them all), so the comparison counts only the agent."""
+    empty = [Path(scratch) / f"empty{i}" for i in range(len(agent_env.get("PYTHONPATH", "").split(":")))]
+    for d in empty:
+        d.mkdir(exist_ok=True)
+    env = dict(agent_env)
+    env["PYTHONPATH"] = ":".join(map(str, empty))
+    return env
+
+
 def measure(python: str, base_env: dict, dist: Path, endpoint: str, calls: int = 2000, rounds: int = 7) -> dict:
     """{client: {"no agent": µs, "ferrotel": µs, "paired_hook_cost": µs, ...}} -- run.py's entry point."""
     import tempfile
@@ -261,9 +299,9 @@ def measure(python: str, base_env: dict, dist: Path, endpoint: str, calls: int =
                 time.sleep(0.05)
             base = f"http://127.0.0.1:{port_file.read_text()}"
             args = [python, __file__, "--child", base, "--calls", str(calls), "--rounds", str(rounds)]
-            clean = {k: v for k, v in base_env.items() if not k.startswith(("OTEL_", "PYTHONPATH"))}
+            agent = _agent_env(base_env, dist, endpoint)
             runs = {}
-            for label, env in (("no agent", clean), ("ferrotel", _agent_env(base_env, dist, endpoint))):
+            for label, env in (("no agent", no_agent_env(agent, tmp)), ("ferrotel", agent)):
                 proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=1800)
                 if proc.returncode != 0:
                     raise RuntimeError(f"client loop ({label}) failed:\n{proc.stderr[-2000:]}")
