@@ -3,26 +3,36 @@
 //! headers written into the request unless the application set them itself.
 //!
 //! Where the hooks sit (the Python side, `ferrotel/hooks/{http_client,urllib3,httpx}.py`,
-//! installs them and keeps its wrappers to a few lines):
+//! installs them: each is a native `MethodHook` in place of the library's method, see
+//! `method.rs`, so a hooked call runs no Python code of the agent's):
 //! - `HttpClientHook`: `http.client.HTTPConnection` — `putrequest` starts the span (kept on the
 //!   connection), `endheaders` writes the headers into the connection's buffer, `getresponse`
 //!   ends it. Covers `urllib.request` and anything else built on `http.client`. urllib3's
 //!   connections subclass it but are skipped (class attribute `_ferrotel_span = False`): urllib3
 //!   is traced one layer up, where its connect errors and the pool's origin are visible.
 //! - `Urllib3Hook`: `HTTPConnectionPool._make_request`, one call per request on the wire —
-//!   covers urllib3 and requests (which sends through urllib3).
+//!   covers urllib3 and requests (which sends through urllib3). Its span's headers are written
+//!   by the `endheaders` hook too (the span is handed over in the connection's `_ferrotel_out`):
+//!   a line appended to the request being written, where adding them to urllib3's header mapping
+//!   would cost a copy of it and urllib3's and `http.client`'s per-header work in Python.
 //! - `HttpxHook`: `httpx.HTTPTransport.handle_request` and the async transport's
 //!   `handle_async_request` (httpx sends through httpcore, not `http.client`).
 //!
 //! Every entry point fails open: an agent fault costs the span, never the call.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
 use once_cell::sync::OnceCell;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
+use super::capi;
 use super::current;
 use super::guard::quietly;
+use super::method::{Args, Around, MethodHook};
 use super::span::Span;
 use crate::agent;
 use crate::config::InstrumentationConfig;
@@ -109,12 +119,12 @@ fn begin<'py>(py: Python<'py>, profile: &Profile, out: Outgoing<'_>) -> PyResult
             None => (out.host.to_string(), out.port.or_else(|| sc::default_port(out.scheme))),
         };
         if !host.is_empty() {
-            rec.set(sc::SERVER_ADDRESS, host);
+            rec.push(sc::SERVER_ADDRESS, host);
         }
         if let Some(p) = port {
-            rec.set(sc::SERVER_PORT, p as i64);
+            rec.push(sc::SERVER_PORT, p as i64);
         }
-        rec.set(sc::URL_FULL, url);
+        rec.push(sc::URL_FULL, url);
     }
     Ok(Some(Bound::new(py, Span::new(rec, baggage, recording, None))?))
 }
@@ -131,7 +141,7 @@ fn propagation_headers(span: &Span) -> Vec<(&'static str, String)> {
 fn end_with_response(span: &Span, status: Option<i64>, version: Option<&str>) {
     span.end(|rec| {
         if let Some(v) = version {
-            rec.set(sc::NETWORK_PROTOCOL_VERSION, v.to_string());
+            rec.push(sc::NETWORK_PROTOCOL_VERSION, v);
         }
         sc::finish_client_span(rec, status);
     });
@@ -143,8 +153,15 @@ fn end_with_error(span: &Span, exc: &Bound<'_, PyAny>) {
     span.end(|_| {});
 }
 
-fn text(v: &Bound<'_, PyAny>) -> Option<String> {
-    v.cast::<PyString>().ok()?.to_cow().ok().map(|c| c.into_owned())
+/// The same for an exception caught on its way through the hook (re-raised unchanged).
+fn end_with_pyerr(py: Python<'_>, span: &Span, err: &PyErr) {
+    span.record_pyerr(py, err);
+    span.end(|_| {});
+}
+
+/// A `str`'s UTF-8 view, borrowed from the object (None for other types and lone surrogates).
+fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+    capi::utf8(v.cast::<PyString>().ok()?)
 }
 
 fn int(v: &Bound<'_, PyAny>) -> Option<i64> {
@@ -155,6 +172,14 @@ fn port(v: &Bound<'_, PyAny>) -> Option<u16> {
     v.extract::<u16>().ok()
 }
 
+/// `status` and `version` (`11`) of an `http.client` or urllib3 response.
+fn numeric_response(response: &Bound<'_, PyAny>) -> (Option<i64>, Option<&'static str>) {
+    let py = response.py();
+    let status = response.getattr(intern!(py, "status")).ok().and_then(|s| int(&s));
+    let version = response.getattr(intern!(py, "version")).ok().and_then(|v| int(&v)).and_then(sc::protocol_from_number);
+    (status, version)
+}
+
 /// Which of `names` a header name (as bytes or str) matches, case-insensitively.
 fn mark_present(name: &[u8], names: &[(&'static str, String)], present: &mut [bool]) {
     let name = name.trim_ascii();
@@ -163,6 +188,11 @@ fn mark_present(name: &[u8], names: &[(&'static str, String)], present: &mut [bo
             present[i] = true;
         }
     }
+}
+
+fn is_false(v: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `Py_False` is the interpreter's static singleton.
+    v.as_ptr() == unsafe { pyo3::ffi::Py_False() }
 }
 
 // ---- http.client -------------------------------------------------------------------------
@@ -177,76 +207,170 @@ pub struct HttpClientHook {
 }
 
 impl HttpClientHook {
-    fn take_span<'py>(conn: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Span>>> {
-        let py = conn.py();
+    /// After `putrequest(method, url)`: end a request abandoned before its response (unfinished),
+    /// start this request's span.
+    fn start(&self, args: &Args<'_, '_>) -> PyResult<()> {
+        let py = args.py();
+        let Some(conn) = args.positional(0) else { return Ok(()) };
         let attr = intern!(py, "_ferrotel_span");
-        let span = conn.getattr(attr)?.cast_into::<Span>().ok();
-        if span.is_some() {
-            conn.setattr(attr, py.None())?;
+        let current = conn.getattr(attr)?;
+        if is_false(&current) {
+            return Ok(()); // a urllib3 connection: traced one layer up
         }
-        Ok(span)
-    }
-
-    fn outgoing_start(&self, conn: &Bound<'_, PyAny>, method: &Bound<'_, PyAny>, url: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = conn.py();
-        // A request abandoned before its response (no getresponse) ends here, unfinished.
-        if let Some(stale) = Self::take_span(conn)? {
+        let stale = current.cast_into::<Span>().ok();
+        if let Some(stale) = &stale {
             stale.get().end(|_| {});
         }
-        let (Some(method), Some(target)) = (text(method), text(url)) else { return Ok(()) };
+        let started = match (args.get(1, "method"), args.get(2, "url")) {
+            (Some(method), Some(url)) => self.begin(&conn, &method, &url)?,
+            _ => None,
+        };
+        match started {
+            Some(span) => conn.setattr(attr, span),
+            None if stale.is_some() => conn.setattr(attr, py.None()),
+            None => Ok(()),
+        }
+    }
+
+    fn begin<'py>(&self, conn: &Bound<'py, PyAny>, method: &Bound<'py, PyAny>, url: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Span>>> {
+        let py = conn.py();
+        let (Some(method), Some(target)) = (text(method), text(url)) else { return Ok(None) };
         let https = match &self.https_class {
             Some(cls) => conn.is_instance(cls.bind(py))?,
             None => false,
         };
         let scheme = if https { "https" } else { "http" };
         // Through a CONNECT tunnel the connection's host is the proxy; the origin is the tunnel's.
-        let tunnel = conn.getattr_opt(intern!(py, "_tunnel_host"))?.and_then(|h| text(&h));
-        let (host, port_num) = match tunnel {
-            Some(h) => (h, conn.getattr_opt(intern!(py, "_tunnel_port"))?.and_then(|p| port(&p))),
-            None => (text(&conn.getattr(intern!(py, "host"))?).unwrap_or_default(), port(&conn.getattr(intern!(py, "port"))?)),
+        let tunnel = conn.getattr_opt(intern!(py, "_tunnel_host"))?.filter(|h| !h.is_none());
+        let (host, port_obj) = match &tunnel {
+            Some(h) => (h.clone(), conn.getattr_opt(intern!(py, "_tunnel_port"))?),
+            None => (conn.getattr(intern!(py, "host"))?, Some(conn.getattr(intern!(py, "port"))?)),
         };
-        let out = Outgoing { method: &method, scheme, host: &host, port: port_num, target: &target };
-        if let Some(span) = begin(py, &self.profile, out)? {
-            conn.setattr(intern!(py, "_ferrotel_span"), span)?;
-        }
-        Ok(())
+        let host = text(&host).unwrap_or_default();
+        let out = Outgoing { method, scheme, host, port: port_obj.as_ref().and_then(port), target };
+        begin(py, &self.profile, out)
     }
 
-    /// Append the propagation headers to the connection's header buffer (the request line and
-    /// the `putheader` lines so far), skipping any the application already put.
-    fn write_headers(conn: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = conn.py();
-        let Ok(span) = conn.getattr(intern!(py, "_ferrotel_span"))?.cast_into::<Span>() else { return Ok(()) };
-        let headers = propagation_headers(span.get());
-        if headers.is_empty() {
-            return Ok(());
-        }
-        let buffer = conn.getattr(intern!(py, "_buffer"))?;
-        let Ok(buffer) = buffer.cast::<PyList>() else {
-            for (name, value) in headers {
-                conn.call_method1(intern!(py, "putheader"), (name, value))?;
+    /// `endheaders()`: write the headers of the span in flight (this layer's, or the urllib3
+    /// hook's), then send; this layer's span ends as failed if that raises.
+    fn endheaders<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        let py = args.py();
+        let Some(conn) = args.positional(0) else { return args.call(original) };
+        let found = quietly("the http.client hook", || {
+            let current = conn.getattr(intern!(py, "_ferrotel_span"))?;
+            if is_false(&current) {
+                // A urllib3 connection: the urllib3 hook's span, if it has one in flight (taken,
+                // so that hook sees its headers were written).
+                let attr = intern!(py, "_ferrotel_out");
+                let Some(out) = conn.getattr_opt(attr)?.and_then(|o| o.cast_into::<Span>().ok()) else { return Ok(None) };
+                conn.setattr(attr, py.None())?;
+                return Ok(Some((out, false)));
             }
-            return Ok(());
-        };
-        let mut present = vec![false; headers.len()];
-        for line in buffer.iter().skip(1) {
-            if let Ok(b) = line.cast::<PyBytes>() {
-                let b = b.as_bytes();
-                if let Some(colon) = b.iter().position(|&c| c == b':') {
-                    mark_present(&b[..colon], &headers, &mut present);
+            Ok(current.cast_into::<Span>().ok().map(|s| (s, true)))
+        })
+        .flatten();
+        let Some((span, own)) = found else { return args.call(original) };
+        quietly("the http.client hook", || write_headers(&conn, span.get()));
+        if !own {
+            return args.call(original);
+        }
+        let result = args.call(original);
+        if let Err(err) = &result {
+            quietly("the http.client hook", || {
+                conn.setattr(intern!(py, "_ferrotel_span"), py.None())?;
+                end_with_pyerr(py, span.get(), err);
+                Ok(())
+            });
+        }
+        result
+    }
+
+    /// `getresponse()`: status, protocol version, end (or the exception, re-raised).
+    fn getresponse<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        let py = args.py();
+        let Some(conn) = args.positional(0) else { return args.call(original) };
+        let attr = intern!(py, "_ferrotel_span");
+        let span = quietly("the http.client hook", || Ok(conn.getattr(attr)?.cast_into::<Span>().ok())).flatten();
+        let Some(span) = span else { return args.call(original) };
+        let result = args.call(original);
+        quietly("the http.client hook", || {
+            conn.setattr(attr, py.None())?;
+            match &result {
+                Ok(response) => {
+                    let (status, version) = numeric_response(response);
+                    end_with_response(span.get(), status, version);
                 }
+                Err(err) => end_with_pyerr(py, span.get(), err),
+            }
+            Ok(())
+        });
+        result
+    }
+}
+
+/// Append the propagation headers of `span` to the connection's header buffer (the request line
+/// and the `putheader` lines so far), skipping any the application already put.
+fn write_headers(conn: &Bound<'_, PyAny>, span: &Span) -> PyResult<()> {
+    let py = conn.py();
+    let headers = propagation_headers(span);
+    if headers.is_empty() {
+        return Ok(());
+    }
+    let buffer = conn.getattr(intern!(py, "_buffer"))?;
+    let Ok(buffer) = buffer.cast::<PyList>() else {
+        for (name, value) in headers {
+            conn.call_method1(intern!(py, "putheader"), (name, value))?;
+        }
+        return Ok(());
+    };
+    let mut present = vec![false; headers.len()];
+    for line in buffer.iter().skip(1) {
+        if let Ok(b) = line.cast::<PyBytes>() {
+            let b = b.as_bytes();
+            if let Some(colon) = b.iter().position(|&c| c == b':') {
+                mark_present(&b[..colon], &headers, &mut present);
             }
         }
-        for ((name, value), here) in headers.iter().zip(present) {
-            if !here {
-                let mut line = Vec::with_capacity(name.len() + value.len() + 2);
-                line.extend_from_slice(name.as_bytes());
-                line.extend_from_slice(b": ");
-                line.extend_from_slice(value.as_bytes());
-                buffer.append(PyBytes::new(py, &line))?;
-            }
+    }
+    for ((name, value), here) in headers.iter().zip(present) {
+        if !here {
+            let mut line = Vec::with_capacity(name.len() + value.len() + 2);
+            line.extend_from_slice(name.as_bytes());
+            line.extend_from_slice(b": ");
+            line.extend_from_slice(value.as_bytes());
+            buffer.append(PyBytes::new(py, &line))?;
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// One of the three `HTTPConnection` methods.
+enum HttpClientMethod {
+    PutRequest,
+    EndHeaders,
+    GetResponse,
+}
+
+struct HttpClientAround {
+    hook: Py<HttpClientHook>,
+    method: HttpClientMethod,
+}
+
+impl Around for HttpClientAround {
+    fn call<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        let hook = self.hook.get();
+        if agent::get().is_none() {
+            return args.call(original);
+        }
+        match self.method {
+            HttpClientMethod::PutRequest => {
+                let result = args.call(original)?;
+                quietly("the http.client hook", || hook.start(args));
+                Ok(result)
+            }
+            HttpClientMethod::EndHeaders => hook.endheaders(original, args),
+            HttpClientMethod::GetResponse => hook.getresponse(original, args),
+        }
     }
 }
 
@@ -258,37 +382,16 @@ impl HttpClientHook {
         HttpClientHook { profile: Profile::new(scope, exclude), https_class: https_class.filter(|c| !c.is_none()).map(Bound::unbind) }
     }
 
-    /// After `putrequest(method, url)`: start this request's span.
-    fn start(&self, conn: &Bound<'_, PyAny>, method: &Bound<'_, PyAny>, url: &Bound<'_, PyAny>) {
-        quietly("the http.client hook", || self.outgoing_start(conn, method, url));
-    }
-
-    /// Before `endheaders()`: write the propagation headers.
-    fn inject(&self, conn: &Bound<'_, PyAny>) {
-        quietly("the http.client hook", || Self::write_headers(conn));
-    }
-
-    /// `endheaders()` or `getresponse()` raised `exc`: end the span as failed.
-    fn fail(&self, conn: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) {
-        quietly("the http.client hook", || {
-            if let Some(span) = Self::take_span(conn)? {
-                end_with_error(span.get(), exc);
-            }
-            Ok(())
-        });
-    }
-
-    /// `getresponse()` returned `response`: status, protocol version, end.
-    fn finish(&self, conn: &Bound<'_, PyAny>, response: &Bound<'_, PyAny>) {
-        quietly("the http.client hook", || {
-            let py = conn.py();
-            if let Some(span) = Self::take_span(conn)? {
-                let status = response.getattr(intern!(py, "status")).ok().and_then(|s| int(&s));
-                let version = response.getattr(intern!(py, "version")).ok().and_then(|v| int(&v)).and_then(sc::protocol_from_number);
-                end_with_response(span.get(), status, version);
-            }
-            Ok(())
-        });
+    /// The hook to put in place of `HTTPConnection.<name>` (`putrequest`, `endheaders` or
+    /// `getresponse`), whose implementation is `original`.
+    fn wrap<'py>(slf: &Bound<'py, Self>, name: &str, original: Bound<'py, PyAny>) -> PyResult<Bound<'py, MethodHook>> {
+        let method = match name {
+            "putrequest" => HttpClientMethod::PutRequest,
+            "endheaders" => HttpClientMethod::EndHeaders,
+            "getresponse" => HttpClientMethod::GetResponse,
+            _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("no http.client hook for {name}"))),
+        };
+        MethodHook::new(slf.py(), name, original, Box::new(HttpClientAround { hook: slf.clone().unbind(), method }))
     }
 }
 
@@ -302,36 +405,122 @@ pub struct Urllib3Hook {
     direct: Option<Profile>,
     requests: Option<Profile>,
     marker: Option<Py<PyAny>>,
+    /// Per connection class: whether the `endheaders` hook writes the headers of its requests
+    /// (the class has `http.client`'s hooked `endheaders` and is skipped by that layer).
+    classes: Mutex<Vec<(Py<PyAny>, bool)>>,
+}
+
+/// How a traced urllib3 request gets its propagation headers.
+enum Inject<'py> {
+    /// By the `endheaders` hook, from the connection's `_ferrotel_out`.
+    Endheaders(Bound<'py, PyAny>),
+    /// As the call's `headers=`: a copy of the caller's with them added.
+    Headers(Bound<'py, PyAny>),
+    /// None to write (no propagator, or headers passed by position).
+    Nothing,
 }
 
 impl Urllib3Hook {
-    fn outgoing_start<'py>(
-        &self,
-        pool: &Bound<'py, PyAny>,
-        method: &Bound<'py, PyAny>,
-        url: &Bound<'py, PyAny>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Option<Bound<'py, Span>>> {
-        let py = pool.py();
+    fn start<'py>(&self, args: &Args<'_, 'py>) -> PyResult<Option<(Bound<'py, Span>, Inject<'py>)>> {
+        let py = args.py();
+        let (Some(pool), Some(conn), Some(method), Some(url)) = (args.positional(0), args.positional(1), args.positional(2), args.positional(3)) else {
+            return Ok(None);
+        };
         let via_requests = match &self.marker {
-            Some(m) => m.bind(py).call_method0(intern!(py, "get"))?.is_truthy()?,
+            Some(m) => capi::context_var_get(m.bind(py)).map(|v| v.is_truthy()).transpose()?.unwrap_or(false),
             None => false,
         };
         let profile = if via_requests { &self.requests } else { &self.direct };
         let Some(profile) = profile else { return Ok(None) };
-        let (Some(method), Some(target)) = (text(method), text(url)) else { return Ok(None) };
-        let scheme = text(&pool.getattr(intern!(py, "scheme"))?).unwrap_or_else(|| "http".into());
-        let host = text(&pool.getattr(intern!(py, "host"))?).unwrap_or_default();
+        let (Some(method), Some(target)) = (text(&method), text(&url)) else { return Ok(None) };
+        let scheme = pool.getattr(intern!(py, "scheme"))?;
+        let host = pool.getattr(intern!(py, "host"))?;
         let port_num = port(&pool.getattr(intern!(py, "port"))?);
-        let out = Outgoing { method: &method, scheme: &scheme, host: &host, port: port_num, target: &target };
+        let out = Outgoing { method, scheme: text(&scheme).unwrap_or("http"), host: text(&host).unwrap_or_default(), port: port_num, target };
         let Some(span) = begin(py, profile, out)? else { return Ok(None) };
-        let headers = propagation_headers(span.get());
-        if let (false, Some(kwargs)) = (headers.is_empty(), kwargs) {
-            let key = intern!(py, "headers");
-            let given = kwargs.get_item(key)?;
-            kwargs.set_item(key, with_headers(py, given, &headers)?)?;
+        let inject = if agent::get().is_none_or(|a| a.propagators.is_empty()) {
+            Inject::Nothing
+        } else if self.endheaders_injects(&conn)? {
+            conn.setattr(intern!(py, "_ferrotel_out"), &span)?;
+            Inject::Endheaders(conn.to_owned())
+        } else if args.positional_count() > 4 {
+            Inject::Nothing // headers given by position (urllib3 passes them by keyword): left alone
+        } else {
+            let headers = propagation_headers(span.get());
+            Inject::Headers(with_headers(py, args.keyword("headers").map(|h| h.to_owned()), &headers)?)
+        };
+        Ok(Some((span, inject)))
+    }
+
+    /// Whether `conn`'s class writes the headers in the `endheaders` hook (cached per class).
+    fn endheaders_injects(&self, conn: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = conn.py();
+        let cls = conn.get_type();
+        let known = |classes: &[(Py<PyAny>, bool)]| classes.iter().find(|(c, _)| c.as_ptr() == cls.as_ptr()).map(|(_, yes)| *yes);
+        if let Some(yes) = known(&self.classes.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(yes);
         }
-        Ok(Some(span))
+        // Looked up without the lock held (Python code may run, and let another thread in).
+        let hooked = cls.getattr(intern!(py, "endheaders"))?.cast_into::<MethodHook>().is_ok_and(|m| m.get().name() == "endheaders");
+        let skipped = cls.getattr_opt(intern!(py, "_ferrotel_span"))?.is_some_and(|v| is_false(&v));
+        let has_slot = cls.getattr_opt(intern!(py, "_ferrotel_out"))?.is_some();
+        let yes = hooked && skipped && has_slot;
+        let mut classes = self.classes.lock().unwrap_or_else(|p| p.into_inner());
+        if known(&classes).is_none() {
+            classes.push((cls.into_any().unbind(), yes));
+        }
+        Ok(yes)
+    }
+
+    /// A request of `conn`'s class went out without passing the `endheaders` hook (the method
+    /// was replaced after the class was first seen): its class gets copied headers from now on.
+    fn endheaders_skipped(&self, conn: &Bound<'_, PyAny>) {
+        let cls = conn.get_type();
+        let mut classes = self.classes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = classes.iter_mut().find(|(c, _)| c.as_ptr() == cls.as_ptr()) {
+            entry.1 = false;
+        }
+    }
+}
+
+struct Urllib3Around {
+    hook: Py<Urllib3Hook>,
+}
+
+impl Around for Urllib3Around {
+    fn call<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        let py = args.py();
+        if agent::get().is_none() {
+            return args.call(original);
+        }
+        let Some((span, inject)) = quietly("the urllib3 hook", || self.hook.get().start(args)).flatten() else {
+            return args.call(original);
+        };
+        let result = match &inject {
+            Inject::Headers(headers) => args.call_with_keyword(original, "headers", headers),
+            _ => args.call(original),
+        };
+        quietly("the urllib3 hook", || {
+            if let Inject::Endheaders(conn) = &inject {
+                // Still there: the request never reached the `endheaders` hook.
+                let attr = intern!(py, "_ferrotel_out");
+                if !conn.getattr(attr)?.is_none() {
+                    conn.setattr(attr, py.None())?;
+                    if result.is_ok() {
+                        self.hook.get().endheaders_skipped(conn);
+                    }
+                }
+            }
+            match &result {
+                Ok(response) => {
+                    let (status, version) = numeric_response(response);
+                    end_with_response(span.get(), status, version);
+                }
+                Err(err) => end_with_pyerr(py, span.get(), err),
+            }
+            Ok(())
+        });
+        result
     }
 }
 
@@ -401,132 +590,398 @@ impl Urllib3Hook {
             direct: direct_enabled.then(|| Profile::new("ferrotel.urllib3".into(), direct_exclude)),
             requests: requests_enabled.then(|| Profile::new("ferrotel.requests".into(), requests_exclude)),
             marker: marker.filter(|m| !m.is_none()).map(Bound::unbind),
+            classes: Mutex::new(Vec::new()),
         }
     }
 
-    /// Before `_make_request(conn, method, url, **kwargs)`: the span, with the propagation
-    /// headers put into a copy of `kwargs["headers"]`; None when this call is not traced.
-    fn start<'py>(
-        &self,
-        pool: &Bound<'py, PyAny>,
-        method: &Bound<'py, PyAny>,
-        url: &Bound<'py, PyAny>,
-        kwargs: Option<Bound<'py, PyDict>>,
-    ) -> Option<Bound<'py, Span>> {
-        quietly("the urllib3 hook", || self.outgoing_start(pool, method, url, kwargs.as_ref())).flatten()
-    }
-
-    /// The request returned `response` (urllib3's `HTTPResponse`: `status`, `version`).
-    fn finish(&self, span: &Bound<'_, Span>, response: &Bound<'_, PyAny>) {
-        quietly("the urllib3 hook", || {
-            let py = span.py();
-            let status = response.getattr(intern!(py, "status")).ok().and_then(|s| int(&s));
-            let version = response.getattr(intern!(py, "version")).ok().and_then(|v| int(&v)).and_then(sc::protocol_from_number);
-            end_with_response(span.get(), status, version);
-            Ok(())
-        });
-    }
-
-    fn fail(&self, span: &Bound<'_, Span>, exc: &Bound<'_, PyAny>) {
-        quietly("the urllib3 hook", || {
-            end_with_error(span.get(), exc);
-            Ok(())
-        });
+    /// The hook to put in place of `HTTPConnectionPool._make_request` (`original`).
+    fn wrap<'py>(slf: &Bound<'py, Self>, original: Bound<'py, PyAny>) -> PyResult<Bound<'py, MethodHook>> {
+        MethodHook::new(slf.py(), "_make_request", original, Box::new(Urllib3Around { hook: slf.clone().unbind() }))
     }
 }
 
 // ---- httpx ---------------------------------------------------------------------------------
 
 /// The httpx transport hook: `handle_request(request)` / `handle_async_request(request)`.
+///
+/// Where the propagation headers go: through httpx's own API, a header costs more than the span
+/// (≈ 27k instructions: httpcore's and h11's checks and copies of every header, in Python, and
+/// again when the client builds a cookie request from the request's headers afterwards). So when
+/// the request goes out over HTTP/1.1 through httpcore's connections, whose `h11.Connection` is
+/// ferrotel's subclass (`H11_SYNC`/`H11_ASYNC`, set by the httpcore hook), the headers are written
+/// into the request head h11 serialised, as for `http.client`: the transport hook puts them in
+/// the `HTTPX_OUT` context variable for the length of the call, the h11 `send` hook adds those
+/// the head lacks. Otherwise (HTTP/2 enabled, another httpcore) they are added to
+/// `request.headers` for the length of the call.
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct HttpxHook {
     profile: Profile,
 }
 
+/// The context variable (see `HttpxHook`), made on first use.
+static HTTPX_OUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// httpcore's sync / async HTTP/1.1 connections write `HTTPX_OUT`'s headers.
+static H11_SYNC: AtomicBool = AtomicBool::new(false);
+static H11_ASYNC: AtomicBool = AtomicBool::new(false);
+
+fn httpx_out_var(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    let var = HTTPX_OUT.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("contextvars")?.getattr("ContextVar")?.call1(("ferrotel_httpx_out",))?.unbind())
+    })?;
+    Ok(var.bind(py))
+}
+
+/// The headers for the head of one request, while the transport sends it.
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct HttpxOut {
+    /// The request line's method and (the end of) its target: a head is this request's only if
+    /// they match (not a proxy tunnel's `CONNECT`, say).
+    method: Box<[u8]>,
+    target: Box<[u8]>,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// `head` (an HTTP/1.1 request head as h11 serialised it) with the headers of `out` it lacks
+/// added; None when it is not `out`'s request or lacks nothing.
+fn splice_head(head: &[u8], out: &HttpxOut) -> Option<Vec<u8>> {
+    let line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    let rest = head[..line_end].strip_prefix(&out.method[..])?.strip_prefix(b" ")?;
+    let target = &rest[..rest.iter().position(|&c| c == b' ')?];
+    if !target.ends_with(&out.target) || !head.ends_with(b"\r\n\r\n") || head.len() < line_end + 4 {
+        return None;
+    }
+    let mut present = vec![false; out.headers.len()];
+    for line in head[line_end + 2..head.len() - 2].split(|&c| c == b'\n') {
+        if let Some(colon) = line.iter().position(|&c| c == b':') {
+            mark_present(&line[..colon], &out.headers, &mut present);
+        }
+    }
+    if present.iter().all(|&p| p) {
+        return None;
+    }
+    let mut spliced = Vec::with_capacity(head.len() + 96);
+    spliced.extend_from_slice(&head[..head.len() - 2]);
+    for ((name, value), here) in out.headers.iter().zip(present) {
+        if !here {
+            spliced.extend_from_slice(name.as_bytes());
+            spliced.extend_from_slice(b": ");
+            spliced.extend_from_slice(value.as_bytes());
+            spliced.extend_from_slice(b"\r\n");
+        }
+    }
+    spliced.extend_from_slice(b"\r\n");
+    Some(spliced)
+}
+
+/// The hook on ferrotel's `h11.Connection` subclass (httpcore's HTTP/1.1 connections only):
+/// `send(event)`, with the pending headers written into a request head.
+struct H11SendAround;
+
+impl Around for H11SendAround {
+    fn call<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        let py = args.py();
+        let data = args.call(original)?;
+        let Some(var) = HTTPX_OUT.get(py) else { return Ok(data) };
+        let Some(out) = capi::context_var_get(var.bind(py)) else { return Ok(data) };
+        let spliced = quietly("the httpx hook", || {
+            let (Ok(out), Ok(head)) = (out.cast::<HttpxOut>(), data.cast::<PyBytes>()) else { return Ok(None) };
+            Ok(splice_head(head.as_bytes(), out.get()).map(|s| PyBytes::new(py, &s).into_any()))
+        });
+        Ok(spliced.flatten().unwrap_or(data))
+    }
+}
+
+/// The propagation headers added to `request.headers` (when they cannot go into the head h11
+/// writes), taken out again when the transport returns: the request object is the
+/// application's (`response.request`), httpx's client reads its headers again afterwards
+/// (cookies: a `urllib.request.Request` built from every header), and a redirect it follows
+/// copies them into the next request, whose own span's headers must not be taken for the
+/// application's.
+struct Added<'py> {
+    headers: Bound<'py, PyAny>,
+    /// The entries appended to the headers' `_list` (removed by identity).
+    entries: Vec<Bound<'py, PyAny>>,
+    /// Names set through the public API instead (another httpx layout).
+    names: Vec<&'static str>,
+}
+
+impl Added<'_> {
+    fn remove(&self) -> PyResult<()> {
+        let py = self.headers.py();
+        if !self.entries.is_empty() {
+            let list = self.headers.getattr(intern!(py, "_list"))?;
+            let list = list.cast::<PyList>()?;
+            for entry in self.entries.iter().rev() {
+                if let Some(i) = (0..list.len()).rev().find(|&i| list.get_item(i).is_ok_and(|e| e.is(entry))) {
+                    list.del_item(i)?;
+                }
+            }
+        }
+        for name in &self.names {
+            self.headers.del_item(*name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a traced httpx request's propagation headers are.
+enum Sent<'py> {
+    Nothing,
+    /// In `HTTPX_OUT` (the token that restores it).
+    Head(Bound<'py, PyAny>),
+    Added(Added<'py>),
+}
+
+/// A traced httpx request in flight.
+struct HttpxCall<'py> {
+    span: Bound<'py, Span>,
+    sent: Sent<'py>,
+}
+
+/// How an httpx request ended.
+enum Outcome<'a, 'py> {
+    Response(&'a Bound<'py, PyAny>),
+    /// The exception, as the async wrapper caught it.
+    Raised(&'a Bound<'py, PyAny>),
+    /// The exception, on its way through the native hook.
+    Error(&'a PyErr),
+}
+
+impl<'py> HttpxCall<'py> {
+    /// The transport returned (or raised): headers out of the request, span ended.
+    fn end(self, outcome: Outcome<'_, 'py>) {
+        let py = self.span.py();
+        match &self.sent {
+            Sent::Nothing => {}
+            Sent::Head(token) => {
+                if let Some(var) = HTTPX_OUT.get(py) {
+                    // A token from another context (the app switched contexts): left as it is.
+                    let _ = capi::context_var_reset(var.bind(py), token);
+                }
+            }
+            Sent::Added(added) => {
+                quietly("the httpx hook", || added.remove());
+            }
+        }
+        quietly("the httpx hook", || {
+            match outcome {
+                Outcome::Response(response) => HttpxHook::finish_response(self.span.get(), response),
+                Outcome::Raised(exc) => end_with_error(self.span.get(), exc),
+                Outcome::Error(err) => end_with_pyerr(py, self.span.get(), err),
+            }
+            Ok(())
+        });
+    }
+}
+
 impl HttpxHook {
-    fn outgoing_start<'py>(&self, request: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Span>>> {
+    fn outgoing_start<'py>(&self, transport: Option<&Bound<'py, PyAny>>, request: &Bound<'py, PyAny>, h11: bool) -> PyResult<Option<HttpxCall<'py>>> {
         let py = request.py();
-        let Some(method) = text(&request.getattr(intern!(py, "method"))?) else { return Ok(None) };
+        let method = request.getattr(intern!(py, "method"))?;
+        let Some(method) = text(&method) else { return Ok(None) };
         let url = request.getattr(intern!(py, "url"))?;
         let (scheme, host, port_num, target) = match url_parts_fast(&url)? {
             Some(parts) => parts,
             None => {
                 // httpx's public URL properties (a few hundred ns each).
-                let scheme = text(&url.getattr(intern!(py, "scheme"))?).unwrap_or_else(|| "http".into());
-                let host = text(&url.getattr(intern!(py, "host"))?).unwrap_or_default();
+                let scheme = text(&url.getattr(intern!(py, "scheme"))?).unwrap_or("http").to_string();
+                let host = text(&url.getattr(intern!(py, "host"))?).unwrap_or_default().to_string();
                 let port_num = port(&url.getattr(intern!(py, "port"))?);
                 let raw_path = url.getattr(intern!(py, "raw_path"))?;
                 let target = match raw_path.cast::<PyBytes>() {
                     Ok(b) => String::from_utf8_lossy(b.as_bytes()).into_owned(),
-                    Err(_) => text(&raw_path).unwrap_or_else(|| "/".into()),
+                    Err(_) => text(&raw_path).unwrap_or("/").to_string(),
                 };
                 (scheme, host, port_num, target)
             }
         };
-        let out = Outgoing { method: &method, scheme: &scheme, host: &host, port: port_num, target: &target };
+        let out = Outgoing { method, scheme: &scheme, host: &host, port: port_num, target: &target };
         let Some(span) = begin(py, &self.profile, out)? else { return Ok(None) };
         let add = propagation_headers(span.get());
-        if !add.is_empty() {
-            let headers = request.getattr(intern!(py, "headers"))?;
-            if !add_headers_fast(&headers, &add)? {
+        if add.is_empty() {
+            return Ok(Some(HttpxCall { span, sent: Sent::Nothing }));
+        }
+        if h11 && transport.is_some_and(http1_only) {
+            let out = HttpxOut { method: method.as_bytes().into(), target: target.into_bytes().into(), headers: add };
+            let token = capi::context_var_set(httpx_out_var(py)?, Bound::new(py, out)?.as_any())?;
+            return Ok(Some(HttpxCall { span, sent: Sent::Head(token) }));
+        }
+        let headers = request.getattr(intern!(py, "headers"))?;
+        let added = match add_headers_fast(&headers, &add)? {
+            Some(entries) => Added { headers, entries, names: Vec::new() },
+            None => {
                 let keys = headers.call_method0(intern!(py, "keys"))?;
+                let mut names = Vec::new();
                 for (name, value) in add {
                     if !keys.contains(name)? {
                         headers.set_item(name, value)?;
+                        names.push(name);
                     }
                 }
+                Added { headers, entries: Vec::new(), names }
             }
-        }
-        Ok(Some(span))
+        };
+        Ok(Some(HttpxCall { span, sent: Sent::Added(added) }))
+    }
+
+    /// The transport returned `response` (`status_code`; the HTTP version from the response's
+    /// `extensions`, where httpx's `http_version` property reads it, or that property).
+    fn finish_response(span: &Span, response: &Bound<'_, PyAny>) {
+        let py = response.py();
+        let status = response.getattr(intern!(py, "status_code")).ok().and_then(|s| int(&s));
+        let version = (|| -> Option<&'static str> {
+            let ext = response.getattr(intern!(py, "extensions")).ok()?;
+            let ext = ext.cast::<PyDict>().ok()?;
+            let v = ext.get_item(intern!(py, "http_version")).ok()??;
+            let v = v.cast::<PyBytes>().ok()?;
+            static_protocol(std::str::from_utf8(v.as_bytes()).ok()?)
+        })()
+        .or_else(|| {
+            let v = response.getattr(intern!(py, "http_version")).ok()?;
+            static_protocol(text(&v)?)
+        });
+        end_with_response(span, status, version);
     }
 }
+
+/// Whether an httpx transport sends HTTP/1.1 only (its httpcore pool has HTTP/2 off).
+fn http1_only(transport: &Bound<'_, PyAny>) -> bool {
+    let py = transport.py();
+    (|| -> PyResult<bool> {
+        let Some(pool) = transport.getattr_opt(intern!(py, "_pool"))? else { return Ok(false) };
+        Ok(pool.getattr_opt(intern!(py, "_http2"))?.is_some_and(|v| is_false(&v)))
+    })()
+    .unwrap_or(false)
+}
+
+/// `HTTP/1.1` → `1.1`, as a static string (the versions there are).
+fn static_protocol(v: &str) -> Option<&'static str> {
+    match sc::protocol_version(v)? {
+        "0.9" => Some("0.9"),
+        "1.0" => Some("1.0"),
+        "1.1" => Some("1.1"),
+        "2" | "2.0" => Some("2"),
+        "3" | "3.0" => Some("3"),
+        _ => None,
+    }
+}
+
+/// Scheme, host, port and request target of a URL.
+type UrlParts = (String, String, Option<u16>, String);
 
 /// httpx's `URL` keeps its parsed form in `_uri_reference` (scheme, host, port, path, query as
 /// plain strings; port None when default): one attribute read instead of four properties. None when
 /// it is not there (another httpx version): the public properties are used.
-fn url_parts_fast(url: &Bound<'_, PyAny>) -> PyResult<Option<(String, String, Option<u16>, String)>> {
+fn url_parts_fast(url: &Bound<'_, PyAny>) -> PyResult<Option<UrlParts>> {
     let py = url.py();
     let Some(r) = url.getattr_opt(intern!(py, "_uri_reference"))? else { return Ok(None) };
     let (Some(scheme), Some(host), Some(port_v), Some(path), Some(query)) = (
-        r.getattr_opt(intern!(py, "scheme"))?.and_then(|v| text(&v)),
-        r.getattr_opt(intern!(py, "host"))?.and_then(|v| text(&v)),
+        r.getattr_opt(intern!(py, "scheme"))?,
+        r.getattr_opt(intern!(py, "host"))?,
         r.getattr_opt(intern!(py, "port"))?,
-        r.getattr_opt(intern!(py, "path"))?.and_then(|v| text(&v)),
+        r.getattr_opt(intern!(py, "path"))?,
         r.getattr_opt(intern!(py, "query"))?,
     ) else {
         return Ok(None);
     };
-    let mut target = if path.is_empty() { "/".to_string() } else { path };
+    let (Some(scheme), Some(host), Some(path)) = (text(&scheme), text(&host), text(&path)) else { return Ok(None) };
+    let mut target = String::with_capacity(path.len() + 32);
+    target.push_str(if path.is_empty() { "/" } else { path });
     if let Some(q) = text(&query) {
         target.push('?');
-        target.push_str(&q);
+        target.push_str(q);
     }
-    Ok(Some((scheme, host, port(&port_v), target)))
+    Ok(Some((scheme.to_string(), host.to_string(), port(&port_v), target)))
 }
 
 /// httpx's `Headers` keeps `_list` of `(raw name, lower-case name, value)` byte triples; its
 /// `__setitem__` for a new name appends one. Doing that here skips `keys()` and `__setitem__`
-/// (about 1 µs each). False when the layout is not that one (the public API is used).
-fn add_headers_fast(headers: &Bound<'_, PyAny>, add: &[(&'static str, String)]) -> PyResult<bool> {
+/// (about 1 µs each). The entries appended; None when the layout is not that one (the public API
+/// is used).
+fn add_headers_fast<'py>(headers: &Bound<'py, PyAny>, add: &[(&'static str, String)]) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
     let py = headers.py();
-    let Some(list) = headers.getattr_opt(intern!(py, "_list"))? else { return Ok(false) };
-    let Ok(list) = list.cast_into::<PyList>() else { return Ok(false) };
+    let Some(list) = headers.getattr_opt(intern!(py, "_list"))? else { return Ok(None) };
+    let Ok(list) = list.cast_into::<PyList>() else { return Ok(None) };
     let mut present = vec![false; add.len()];
     for item in list.iter() {
-        let Ok(t) = item.cast::<pyo3::types::PyTuple>() else { return Ok(false) };
+        let Ok(t) = item.cast::<pyo3::types::PyTuple>() else { return Ok(None) };
         if t.len() != 3 {
-            return Ok(false);
+            return Ok(None);
         }
-        let Ok(lower) = t.get_item(1)?.cast_into::<PyBytes>() else { return Ok(false) };
+        let Ok(lower) = t.get_item(1)?.cast_into::<PyBytes>() else { return Ok(None) };
         mark_present(lower.as_bytes(), add, &mut present);
     }
+    let mut entries = Vec::with_capacity(add.len());
     for ((name, value), here) in add.iter().zip(present) {
         if !here {
             let key = PyBytes::new(py, name.as_bytes());
-            list.append((&key, &key, PyBytes::new(py, value.as_bytes())))?;
+            let entry = pyo3::types::PyTuple::new(py, [&key, &key, &PyBytes::new(py, value.as_bytes())])?.into_any();
+            list.append(&entry)?;
+            entries.push(entry);
         }
     }
-    Ok(true)
+    Ok(Some(entries))
+}
+
+struct HttpxAround {
+    hook: Py<HttpxHook>,
+}
+
+impl Around for HttpxAround {
+    fn call<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        if agent::get().is_none() {
+            return args.call(original);
+        }
+        let started = match (args.positional(0), args.get(1, "request")) {
+            (transport, Some(request)) => {
+                let h11 = H11_SYNC.load(Ordering::Relaxed);
+                quietly("the httpx hook", || self.hook.get().outgoing_start(transport.as_deref(), &request, h11)).flatten()
+            }
+            _ => None,
+        };
+        let Some(call) = started else { return args.call(original) };
+        let result = args.call(original);
+        call.end(match &result {
+            Ok(response) => Outcome::Response(response),
+            Err(err) => Outcome::Error(err),
+        });
+        result
+    }
+}
+
+/// An async httpx request in flight (what `HttpxHook.start` gives the async transport's wrapper).
+#[pyclass(frozen, module = "ferrotel._native")]
+pub struct HttpxPending {
+    span: Py<Span>,
+    token: Option<Py<PyAny>>,
+    added: Option<PendingAdded>,
+}
+
+/// `Added`, kept across the `await`: the headers object, its appended entries, the names set.
+struct PendingAdded(Py<PyAny>, Vec<Py<PyAny>>, Vec<&'static str>);
+
+impl HttpxPending {
+    fn new(call: HttpxCall<'_>) -> Self {
+        let (token, added) = match call.sent {
+            Sent::Nothing => (None, None),
+            Sent::Head(token) => (Some(token.unbind()), None),
+            Sent::Added(a) => (None, Some(PendingAdded(a.headers.unbind(), a.entries.into_iter().map(Bound::unbind).collect(), a.names))),
+        };
+        HttpxPending { span: call.span.unbind(), token, added }
+    }
+
+    fn bind<'py>(&self, py: Python<'py>) -> HttpxCall<'py> {
+        let sent = match (&self.token, &self.added) {
+            (Some(token), _) => Sent::Head(token.bind(py).clone()),
+            (None, Some(PendingAdded(headers, entries, names))) => Sent::Added(Added {
+                headers: headers.bind(py).clone(),
+                entries: entries.iter().map(|e| e.bind(py).clone()).collect(),
+                names: names.clone(),
+            }),
+            (None, None) => Sent::Nothing,
+        };
+        HttpxCall { span: self.span.bind(py).clone(), sent }
+    }
 }
 
 #[pymethods]
@@ -537,27 +992,41 @@ impl HttpxHook {
         HttpxHook { profile: Profile::new(scope, exclude) }
     }
 
-    /// Before the transport sends `request`: the span (None when not traced), with the
-    /// propagation headers added to `request.headers`.
-    fn start<'py>(&self, request: &Bound<'py, PyAny>) -> Option<Bound<'py, Span>> {
-        quietly("the httpx hook", || self.outgoing_start(request)).flatten()
+    /// The hook to put in place of `HTTPTransport.handle_request` (`original`).
+    fn wrap<'py>(slf: &Bound<'py, Self>, original: Bound<'py, PyAny>) -> PyResult<Bound<'py, MethodHook>> {
+        MethodHook::new(slf.py(), "handle_request", original, Box::new(HttpxAround { hook: slf.clone().unbind() }))
+    }
+
+    /// The hook to put in place of `send` (`original`: `h11.Connection.send`) on the
+    /// `h11.Connection` subclass httpcore's HTTP/1.1 connections are given.
+    #[staticmethod]
+    fn wrap_h11_send<'py>(py: Python<'py>, original: Bound<'py, PyAny>) -> PyResult<Bound<'py, MethodHook>> {
+        httpx_out_var(py)?;
+        MethodHook::new(py, "send", original, Box::new(H11SendAround))
+    }
+
+    /// httpcore's sync (`asynchronous` false) or async HTTP/1.1 connections now have that
+    /// subclass: requests through them get their headers written into the head.
+    #[staticmethod]
+    fn h11_ready(asynchronous: bool) {
+        if asynchronous { &H11_ASYNC } else { &H11_SYNC }.store(true, Ordering::Relaxed);
+    }
+
+    /// Before the async transport (`transport`) sends `request`: the request in flight (None
+    /// when not traced), its propagation headers pending until `finish` or `fail`.
+    fn start(&self, transport: &Bound<'_, PyAny>, request: &Bound<'_, PyAny>) -> Option<HttpxPending> {
+        let h11 = H11_ASYNC.load(Ordering::Relaxed);
+        let call = quietly("the httpx hook", || self.outgoing_start(Some(transport), request, h11)).flatten()?;
+        Some(HttpxPending::new(call))
     }
 
     /// The transport returned `response` (`status_code`, `http_version` such as `HTTP/1.1`).
-    fn finish(&self, span: &Bound<'_, Span>, response: &Bound<'_, PyAny>) {
-        quietly("the httpx hook", || {
-            let py = span.py();
-            let status = response.getattr(intern!(py, "status_code")).ok().and_then(|s| int(&s));
-            let version = response.getattr(intern!(py, "http_version")).ok().and_then(|v| text(&v));
-            end_with_response(span.get(), status, version.as_deref().and_then(sc::protocol_version));
-            Ok(())
-        });
+    fn finish(&self, pending: &Bound<'_, HttpxPending>, response: &Bound<'_, PyAny>) {
+        pending.get().bind(pending.py()).end(Outcome::Response(response));
     }
 
-    fn fail(&self, span: &Bound<'_, Span>, exc: &Bound<'_, PyAny>) {
-        quietly("the httpx hook", || {
-            end_with_error(span.get(), exc);
-            Ok(())
-        });
+    /// The transport raised `exc`.
+    fn fail(&self, pending: &Bound<'_, HttpxPending>, exc: &Bound<'_, PyAny>) {
+        pending.get().bind(pending.py()).end(Outcome::Raised(exc));
     }
 }
