@@ -3,20 +3,23 @@
 //! headers written into the request unless the application set them itself.
 //!
 //! Where the hooks sit (the Python side, `ferrotel/hooks/{http_client,urllib3,httpx}.py`,
-//! installs them: each is a native `MethodHook` in place of the library's method, see
-//! `method.rs`, so a hooked call runs no Python code of the agent's):
-//! - `HttpClientHook`: `http.client.HTTPConnection` — `putrequest` starts the span (kept on the
-//!   connection), `endheaders` writes the headers into the connection's buffer, `getresponse`
-//!   ends it. Covers `urllib.request` and anything else built on `http.client`. urllib3's
-//!   connections subclass it but are skipped (class attribute `_ferrotel_span = False`): urllib3
-//!   is traced one layer up, where its connect errors and the pool's origin are visible.
+//! installs them; a hooked call runs either a native `MethodHook` in place of the library's
+//! method (`method.rs`) or a Python wrapper of a few lines calling `METH_FASTCALL` functions
+//! from here, whichever costs less for that method):
+//! - `HttpClientHook`: `http.client.HTTPConnection` — `endheaders` starts the span (from the
+//!   request line `putrequest` wrote; kept on the connection) and writes the headers into the
+//!   connection's buffer, `getresponse` ends it. Covers `urllib.request` and anything else built
+//!   on `http.client`. urllib3's connections subclass it but are skipped (class attribute
+//!   `_ferrotel_span = False`): urllib3 is traced one layer up, where its connect errors and the
+//!   pool's origin are visible.
 //! - `Urllib3Hook`: `HTTPConnectionPool._make_request`, one call per request on the wire —
 //!   covers urllib3 and requests (which sends through urllib3). Its span's headers are written
 //!   by the `endheaders` hook too (the span is handed over in the connection's `_ferrotel_out`):
 //!   a line appended to the request being written, where adding them to urllib3's header mapping
 //!   would cost a copy of it and urllib3's and `http.client`'s per-header work in Python.
 //! - `HttpxHook`: `httpx.HTTPTransport.handle_request` and the async transport's
-//!   `handle_async_request` (httpx sends through httpcore, not `http.client`).
+//!   `handle_async_request` (httpx sends through httpcore, not `http.client`); the headers go
+//!   into the request head h11 serialises (see `HttpxHook`).
 //!
 //! Every entry point fails open: an agent fault costs the span, never the call.
 
@@ -32,11 +35,11 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use super::capi;
 use super::current;
 use super::guard::quietly;
-use super::method::{Args, Around, MethodHook};
+use super::method::{fast_function, Args, Around, MethodHook};
 use super::span::Span;
 use crate::agent;
 use crate::config::InstrumentationConfig;
-use crate::context::propagation;
+use crate::context::propagation::{self, Header};
 use crate::context::TraceId;
 use crate::sampler::Sampler;
 use crate::semconv as sc;
@@ -130,9 +133,9 @@ fn begin<'py>(py: Python<'py>, profile: &Profile, out: Outgoing<'_>) -> PyResult
 }
 
 /// The configured propagators' headers for a request whose parent is `span`.
-fn propagation_headers(span: &Span) -> Vec<(&'static str, String)> {
+fn propagation_headers(span: &Span) -> Vec<(Header, String)> {
     match agent::get() {
-        Some(a) => propagation::inject(&a.propagators, &span.context, span.baggage.as_deref()).into_iter().map(|(h, v)| (h.name(), v)).collect(),
+        Some(a) => propagation::inject(&a.propagators, &span.context, span.baggage.as_deref()),
         None => Vec::new(),
     }
 }
@@ -181,10 +184,10 @@ fn numeric_response(response: &Bound<'_, PyAny>) -> (Option<i64>, Option<&'stati
 }
 
 /// Which of `names` a header name (as bytes or str) matches, case-insensitively.
-fn mark_present(name: &[u8], names: &[(&'static str, String)], present: &mut [bool]) {
+fn mark_present(name: &[u8], names: &[(Header, String)], present: &mut [bool]) {
     let name = name.trim_ascii();
     for (i, (n, _)) in names.iter().enumerate() {
-        if name.eq_ignore_ascii_case(n.as_bytes()) {
+        if name.eq_ignore_ascii_case(n.name().as_bytes()) {
             present[i] = true;
         }
     }
@@ -198,7 +201,14 @@ fn is_false(v: &Bound<'_, PyAny>) -> bool {
 // ---- http.client -------------------------------------------------------------------------
 
 /// The `http.client.HTTPConnection` hook (see the module doc). The span of the request in flight
-/// lives in the connection's `_ferrotel_span` attribute (None between requests).
+/// lives in the connection's `_ferrotel_span` attribute (None between requests, False on
+/// urllib3's connections). It starts when the headers are sent (`endheaders`), from the request
+/// line `putrequest` wrote, so `putrequest` needs no hook.
+///
+/// Two forms: Python wrappers with the methods' own signatures calling the `METH_FASTCALL`
+/// functions of `functions()` (the interpreter calls a Python wrapper and, from it, the original,
+/// without entering its eval loop again: cheaper than a native hook calling a Python method), or,
+/// when the methods' signatures are not the expected ones, native hooks (`wrap`).
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct HttpClientHook {
     profile: Profile,
@@ -207,34 +217,50 @@ pub struct HttpClientHook {
 }
 
 impl HttpClientHook {
-    /// After `putrequest(method, url)`: end a request abandoned before its response (unfinished),
-    /// start this request's span.
-    fn start(&self, args: &Args<'_, '_>) -> PyResult<()> {
-        let py = args.py();
-        let Some(conn) = args.positional(0) else { return Ok(()) };
+    /// Before `endheaders()`: end a request abandoned before its response (unfinished), start
+    /// this one's span, write its propagation headers (or those of the urllib3 hook's span, on
+    /// urllib3's connections). The span when this layer traces the request.
+    fn send_headers<'py>(&self, conn: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Span>>> {
+        let py = conn.py();
         let attr = intern!(py, "_ferrotel_span");
         let current = conn.getattr(attr)?;
+        let buffer = conn.getattr(intern!(py, "_buffer"))?;
+        let buffer = buffer.cast::<PyList>().ok();
         if is_false(&current) {
-            return Ok(()); // a urllib3 connection: traced one layer up
+            // A urllib3 connection: the urllib3 hook's span, if it has one in flight (taken, so
+            // that hook sees its headers were written).
+            let out_attr = intern!(py, "_ferrotel_out");
+            if let Some(out) = conn.getattr_opt(out_attr)?.and_then(|o| o.cast_into::<Span>().ok()) {
+                conn.setattr(out_attr, py.None())?;
+                write_headers(conn, buffer, out.get())?;
+            }
+            return Ok(None);
         }
+        // Nothing to send (no request line: `endheaders()` called again, which raises): the
+        // request in flight, if any, is left as it is.
+        let Some(buffer) = buffer.filter(|b| !b.is_empty()) else { return Ok(None) };
         let stale = current.cast_into::<Span>().ok();
         if let Some(stale) = &stale {
             stale.get().end(|_| {});
         }
-        let started = match (args.get(1, "method"), args.get(2, "url")) {
-            (Some(method), Some(url)) => self.begin(&conn, &method, &url)?,
-            _ => None,
-        };
-        match started {
-            Some(span) => conn.setattr(attr, span),
-            None if stale.is_some() => conn.setattr(attr, py.None()),
-            None => Ok(()),
+        let started = self.begin(conn, buffer)?;
+        match &started {
+            Some(span) => {
+                conn.setattr(attr, span)?;
+                write_headers(conn, Some(buffer), span.get())?;
+            }
+            None if stale.is_some() => conn.setattr(attr, py.None())?,
+            None => {}
         }
+        Ok(started)
     }
 
-    fn begin<'py>(&self, conn: &Bound<'py, PyAny>, method: &Bound<'py, PyAny>, url: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Span>>> {
+    /// The span of the request whose line `buffer[0]` holds (`GET /path HTTP/1.1`).
+    fn begin<'py>(&self, conn: &Bound<'py, PyAny>, buffer: &Bound<'py, PyList>) -> PyResult<Option<Bound<'py, Span>>> {
         let py = conn.py();
-        let (Some(method), Some(target)) = (text(method), text(url)) else { return Ok(None) };
+        let Ok(line) = buffer.get_item(0) else { return Ok(None) };
+        let Ok(line) = line.cast_into::<PyBytes>() else { return Ok(None) };
+        let Some((method, target)) = request_line(line.as_bytes()) else { return Ok(None) };
         let https = match &self.https_class {
             Some(cls) => conn.is_instance(cls.bind(py))?,
             None => false,
@@ -251,75 +277,41 @@ impl HttpClientHook {
         begin(py, &self.profile, out)
     }
 
-    /// `endheaders()`: write the headers of the span in flight (this layer's, or the urllib3
-    /// hook's), then send; this layer's span ends as failed if that raises.
-    fn endheaders<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
-        let py = args.py();
-        let Some(conn) = args.positional(0) else { return args.call(original) };
-        let found = quietly("the http.client hook", || {
-            let current = conn.getattr(intern!(py, "_ferrotel_span"))?;
-            if is_false(&current) {
-                // A urllib3 connection: the urllib3 hook's span, if it has one in flight (taken,
-                // so that hook sees its headers were written).
-                let attr = intern!(py, "_ferrotel_out");
-                let Some(out) = conn.getattr_opt(attr)?.and_then(|o| o.cast_into::<Span>().ok()) else { return Ok(None) };
-                conn.setattr(attr, py.None())?;
-                return Ok(Some((out, false)));
+    /// The request's `endheaders()` or `getresponse()` raised, or `getresponse()` returned.
+    fn end(conn: &Bound<'_, PyAny>, span: &Bound<'_, Span>, outcome: Outcome<'_, '_>) -> PyResult<()> {
+        let py = conn.py();
+        conn.setattr(intern!(py, "_ferrotel_span"), py.None())?;
+        match outcome {
+            Outcome::Response(response) => {
+                let (status, version) = numeric_response(response);
+                end_with_response(span.get(), status, version);
             }
-            Ok(current.cast_into::<Span>().ok().map(|s| (s, true)))
-        })
-        .flatten();
-        let Some((span, own)) = found else { return args.call(original) };
-        quietly("the http.client hook", || write_headers(&conn, span.get()));
-        if !own {
-            return args.call(original);
+            Outcome::Raised(exc) => end_with_error(span.get(), exc),
+            Outcome::Error(err) => end_with_pyerr(py, span.get(), err),
         }
-        let result = args.call(original);
-        if let Err(err) = &result {
-            quietly("the http.client hook", || {
-                conn.setattr(intern!(py, "_ferrotel_span"), py.None())?;
-                end_with_pyerr(py, span.get(), err);
-                Ok(())
-            });
-        }
-        result
+        Ok(())
     }
+}
 
-    /// `getresponse()`: status, protocol version, end (or the exception, re-raised).
-    fn getresponse<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
-        let py = args.py();
-        let Some(conn) = args.positional(0) else { return args.call(original) };
-        let attr = intern!(py, "_ferrotel_span");
-        let span = quietly("the http.client hook", || Ok(conn.getattr(attr)?.cast_into::<Span>().ok())).flatten();
-        let Some(span) = span else { return args.call(original) };
-        let result = args.call(original);
-        quietly("the http.client hook", || {
-            conn.setattr(attr, py.None())?;
-            match &result {
-                Ok(response) => {
-                    let (status, version) = numeric_response(response);
-                    end_with_response(span.get(), status, version);
-                }
-                Err(err) => end_with_pyerr(py, span.get(), err),
-            }
-            Ok(())
-        });
-        result
-    }
+/// Method and target of an HTTP/1.x request line (`GET /path?q HTTP/1.1`).
+fn request_line(line: &[u8]) -> Option<(&str, &str)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (method, rest) = line.split_once(' ')?;
+    let (target, _version) = rest.rsplit_once(' ')?;
+    (!method.is_empty() && !target.is_empty()).then_some((method, target))
 }
 
 /// Append the propagation headers of `span` to the connection's header buffer (the request line
 /// and the `putheader` lines so far), skipping any the application already put.
-fn write_headers(conn: &Bound<'_, PyAny>, span: &Span) -> PyResult<()> {
+fn write_headers(conn: &Bound<'_, PyAny>, buffer: Option<&Bound<'_, PyList>>, span: &Span) -> PyResult<()> {
     let py = conn.py();
     let headers = propagation_headers(span);
     if headers.is_empty() {
         return Ok(());
     }
-    let buffer = conn.getattr(intern!(py, "_buffer"))?;
-    let Ok(buffer) = buffer.cast::<PyList>() else {
+    let Some(buffer) = buffer else {
         for (name, value) in headers {
-            conn.call_method1(intern!(py, "putheader"), (name, value))?;
+            conn.call_method1(intern!(py, "putheader"), (name.name(), value))?;
         }
         return Ok(());
     };
@@ -334,6 +326,7 @@ fn write_headers(conn: &Bound<'_, PyAny>, span: &Span) -> PyResult<()> {
     }
     for ((name, value), here) in headers.iter().zip(present) {
         if !here {
+            let name = name.name();
             let mut line = Vec::with_capacity(name.len() + value.len() + 2);
             line.extend_from_slice(name.as_bytes());
             line.extend_from_slice(b": ");
@@ -344,9 +337,54 @@ fn write_headers(conn: &Bound<'_, PyAny>, span: &Span) -> PyResult<()> {
     Ok(())
 }
 
-/// One of the three `HTTPConnection` methods.
+/// How a request ended.
+enum Outcome<'a, 'py> {
+    Response(&'a Bound<'py, PyAny>),
+    /// The exception, as a Python-level hook caught it.
+    Raised(&'a Bound<'py, PyAny>),
+    /// The exception, on its way through a native hook.
+    Error(&'a PyErr),
+}
+
+/// What the Python-level wrappers call (`HttpClientHook.functions()`).
+enum HttpClientFn {
+    /// `send_headers(conn)`: the span this layer traces the request with, or None.
+    SendHeaders,
+    /// `finished(conn, span, response)`.
+    Finished,
+    /// `failed(conn, span, exc)`.
+    Failed,
+}
+
+struct HttpClientFunction {
+    hook: Py<HttpClientHook>,
+    which: HttpClientFn,
+}
+
+impl Around for HttpClientFunction {
+    fn call<'py>(&self, _none: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        let py = args.py();
+        let none = py.None().into_bound(py);
+        if agent::get().is_none() {
+            return Ok(none);
+        }
+        let Some(conn) = args.positional(0) else { return Ok(none) };
+        let out = quietly("the http.client hook", || match self.which {
+            HttpClientFn::SendHeaders => Ok(self.hook.get().send_headers(&conn)?.map(Bound::into_any)),
+            HttpClientFn::Finished | HttpClientFn::Failed => {
+                let (Some(span), Some(arg)) = (args.positional(1), args.positional(2)) else { return Ok(None) };
+                let Ok(span) = span.cast::<Span>() else { return Ok(None) };
+                let outcome = if matches!(self.which, HttpClientFn::Finished) { Outcome::Response(&arg) } else { Outcome::Raised(&arg) };
+                HttpClientHook::end(&conn, &span, outcome)?;
+                Ok(None)
+            }
+        });
+        Ok(out.flatten().unwrap_or(none))
+    }
+}
+
+/// `endheaders` / `getresponse` as native hooks (the fallback form).
 enum HttpClientMethod {
-    PutRequest,
     EndHeaders,
     GetResponse,
 }
@@ -358,19 +396,26 @@ struct HttpClientAround {
 
 impl Around for HttpClientAround {
     fn call<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
-        let hook = self.hook.get();
-        if agent::get().is_none() {
-            return args.call(original);
-        }
-        match self.method {
-            HttpClientMethod::PutRequest => {
-                let result = args.call(original)?;
-                quietly("the http.client hook", || hook.start(args));
-                Ok(result)
+        let py = args.py();
+        let Some(conn) = args.positional(0).filter(|_| agent::get().is_some()) else { return args.call(original) };
+        let span = match self.method {
+            HttpClientMethod::EndHeaders => quietly("the http.client hook", || self.hook.get().send_headers(&conn)).flatten(),
+            HttpClientMethod::GetResponse => {
+                quietly("the http.client hook", || Ok(conn.getattr(intern!(py, "_ferrotel_span"))?.cast_into::<Span>().ok())).flatten()
             }
-            HttpClientMethod::EndHeaders => hook.endheaders(original, args),
-            HttpClientMethod::GetResponse => hook.getresponse(original, args),
+        };
+        let Some(span) = span else { return args.call(original) };
+        let result = args.call(original);
+        match (&result, &self.method) {
+            (Ok(_), HttpClientMethod::EndHeaders) => {}
+            (Ok(response), HttpClientMethod::GetResponse) => {
+                quietly("the http.client hook", || HttpClientHook::end(&conn, &span, Outcome::Response(response)));
+            }
+            (Err(err), _) => {
+                quietly("the http.client hook", || HttpClientHook::end(&conn, &span, Outcome::Error(err)));
+            }
         }
+        result
     }
 }
 
@@ -382,11 +427,17 @@ impl HttpClientHook {
         HttpClientHook { profile: Profile::new(scope, exclude), https_class: https_class.filter(|c| !c.is_none()).map(Bound::unbind) }
     }
 
-    /// The hook to put in place of `HTTPConnection.<name>` (`putrequest`, `endheaders` or
+    /// `(send_headers, finished, failed)` for the Python-level wrappers (see the class doc).
+    fn functions<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let py = slf.py();
+        let f = |name: &str, which: HttpClientFn| fast_function(py, name, Box::new(HttpClientFunction { hook: slf.clone().unbind(), which }));
+        Ok((f("send_headers", HttpClientFn::SendHeaders)?, f("finished", HttpClientFn::Finished)?, f("failed", HttpClientFn::Failed)?))
+    }
+
+    /// The native hook to put in place of `HTTPConnection.<name>` (`endheaders` or
     /// `getresponse`), whose implementation is `original`.
     fn wrap<'py>(slf: &Bound<'py, Self>, name: &str, original: Bound<'py, PyAny>) -> PyResult<Bound<'py, MethodHook>> {
         let method = match name {
-            "putrequest" => HttpClientMethod::PutRequest,
             "endheaders" => HttpClientMethod::EndHeaders,
             "getresponse" => HttpClientMethod::GetResponse,
             _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("no http.client hook for {name}"))),
@@ -461,7 +512,12 @@ impl Urllib3Hook {
             return Ok(yes);
         }
         // Looked up without the lock held (Python code may run, and let another thread in).
-        let hooked = cls.getattr(intern!(py, "endheaders"))?.cast_into::<MethodHook>().is_ok_and(|m| m.get().name() == "endheaders");
+        let endheaders = cls.getattr(intern!(py, "endheaders"))?;
+        let hooked = match endheaders.cast::<MethodHook>() {
+            Ok(m) => m.get().name() == "endheaders",
+            // The Python-level wrapper (ferrotel/hooks/http_client.py) says so itself.
+            Err(_) => endheaders.getattr_opt(intern!(py, "_ferrotel_writes_headers"))?.is_some_and(|v| v.is_truthy().unwrap_or(false)),
+        };
         let skipped = cls.getattr_opt(intern!(py, "_ferrotel_span"))?.is_some_and(|v| is_false(&v));
         let has_slot = cls.getattr_opt(intern!(py, "_ferrotel_out"))?.is_some();
         let yes = hooked && skipped && has_slot;
@@ -526,7 +582,7 @@ impl Around for Urllib3Around {
 
 /// A copy of the request's headers (the caller's mapping is often shared: a pool's defaults,
 /// or reused by retries) with the propagation headers the caller did not set.
-fn with_headers<'py>(py: Python<'py>, given: Option<Bound<'py, PyAny>>, add: &[(&'static str, String)]) -> PyResult<Bound<'py, PyAny>> {
+fn with_headers<'py>(py: Python<'py>, given: Option<Bound<'py, PyAny>>, add: &[(Header, String)]) -> PyResult<Bound<'py, PyAny>> {
     let copy = match given.filter(|g| !g.is_none()) {
         None => PyDict::new(py).into_any(),
         Some(g) => match g.cast_exact::<PyDict>() {
@@ -548,7 +604,7 @@ fn with_headers<'py>(py: Python<'py>, given: Option<Bound<'py, PyAny>>, add: &[(
     }
     for ((name, value), here) in add.iter().zip(present) {
         if !here {
-            copy.set_item(*name, value)?;
+            copy.set_item(name.name(), value)?;
         }
     }
     Ok(copy)
@@ -558,7 +614,7 @@ fn with_headers<'py>(py: Python<'py>, given: Option<Bound<'py, PyAny>>, add: &[(
 /// → (name, value). Copying and filling that dict directly is C-level work, several µs less than
 /// the class's Python `copy()`/`__iter__`/`__setitem__`. None: not such a mapping (use the generic
 /// path).
-fn case_insensitive_copy<'py>(given: &Bound<'py, PyAny>, add: &[(&'static str, String)]) -> PyResult<Option<Bound<'py, PyAny>>> {
+fn case_insensitive_copy<'py>(given: &Bound<'py, PyAny>, add: &[(Header, String)]) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = given.py();
     let Some(store) = given.getattr_opt(intern!(py, "_store"))? else { return Ok(None) };
     let Ok(store) = store.cast_into::<PyDict>() else { return Ok(None) };
@@ -567,8 +623,9 @@ fn case_insensitive_copy<'py>(given: &Bound<'py, PyAny>, add: &[(&'static str, S
     let new_store = store.call_method0(intern!(py, "copy"))?;
     for (name, value) in add {
         // Names are lower case already: they are the store's keys.
-        if !new_store.contains(*name)? {
-            new_store.set_item(*name, (*name, value))?;
+        let name = name.name();
+        if !new_store.contains(name)? {
+            new_store.set_item(name, (name, value))?;
         }
     }
     copy.setattr(intern!(py, "_store"), new_store)?;
@@ -631,63 +688,117 @@ fn httpx_out_var(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     Ok(var.bind(py))
 }
 
-/// The headers for the head of one request, while the transport sends it.
-#[pyclass(frozen, module = "ferrotel._native")]
-pub struct HttpxOut {
-    /// The request line's method and (the end of) its target: a head is this request's only if
-    /// they match (not a proxy tunnel's `CONNECT`, say).
-    method: Box<[u8]>,
-    target: Box<[u8]>,
-    headers: Vec<(&'static str, String)>,
+/// The pending headers of a traced httpx request, as one `bytes` (what `HTTPX_OUT` holds):
+/// `METHOD TARGET\r\n`, the request they are for (a head is that request's only if its method
+/// matches and its target ends with this one: not a proxy tunnel's `CONNECT`, say), then the
+/// header lines to add, `name: value\r\n` each.
+fn pending_head(method: &str, target: &str, headers: &[(Header, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(method.len() + target.len() + 4 + headers.iter().map(|(n, v)| n.name().len() + v.len() + 4).sum::<usize>());
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.name().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
-/// `head` (an HTTP/1.1 request head as h11 serialised it) with the headers of `out` it lacks
-/// added; None when it is not `out`'s request or lacks nothing.
-fn splice_head(head: &[u8], out: &HttpxOut) -> Option<Vec<u8>> {
-    let line_end = head.windows(2).position(|w| w == b"\r\n")?;
-    let rest = head[..line_end].strip_prefix(&out.method[..])?.strip_prefix(b" ")?;
-    let target = &rest[..rest.iter().position(|&c| c == b' ')?];
-    if !target.ends_with(&out.target) || !head.ends_with(b"\r\n\r\n") || head.len() < line_end + 4 {
-        return None;
-    }
-    let mut present = vec![false; out.headers.len()];
-    for line in head[line_end + 2..head.len() - 2].split(|&c| c == b'\n') {
-        if let Some(colon) = line.iter().position(|&c| c == b':') {
-            mark_present(&line[..colon], &out.headers, &mut present);
-        }
-    }
-    if present.iter().all(|&p| p) {
-        return None;
-    }
-    let mut spliced = Vec::with_capacity(head.len() + 96);
-    spliced.extend_from_slice(&head[..head.len() - 2]);
-    for ((name, value), here) in out.headers.iter().zip(present) {
-        if !here {
-            spliced.extend_from_slice(name.as_bytes());
-            spliced.extend_from_slice(b": ");
-            spliced.extend_from_slice(value.as_bytes());
-            spliced.extend_from_slice(b"\r\n");
-        }
-    }
-    spliced.extend_from_slice(b"\r\n");
-    Some(spliced)
+/// The first line of `b` (without its CRLF) and the rest.
+fn first_line(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let lf = b.iter().position(|&c| c == b'\n')?;
+    Some((b[..lf].strip_suffix(b"\r")?, &b[lf + 1..]))
 }
 
-/// The hook on ferrotel's `h11.Connection` subclass (httpcore's HTTP/1.1 connections only):
-/// `send(event)`, with the pending headers written into a request head.
-struct H11SendAround;
+/// `head` (an HTTP/1.1 request head as h11 serialised it) with the header lines of `pending`
+/// (see `pending_head`) it lacks added; None when it is not that request's head or lacks none.
+fn splice_head(head: &[u8], pending: &[u8]) -> Option<Vec<u8>> {
+    let (request, additions) = first_line(pending)?;
+    let (method, target) = request.split_at(request.iter().position(|&c| c == b' ')?);
+    let (line, _) = first_line(head)?;
+    let rest = line.strip_prefix(method)?.strip_prefix(b" ")?;
+    let head_target = &rest[..rest.iter().rposition(|&c| c == b' ')?];
+    if !head_target.ends_with(&target[1..]) || !head.ends_with(b"\r\n\r\n") || head.len() < line.len() + 4 {
+        return None;
+    }
+    let block = &head[line.len() + 2..head.len() - 2];
+    let mut spliced: Option<Vec<u8>> = None;
+    for add in additions.split_inclusive(|&c| c == b'\n') {
+        let Some(colon) = add.iter().position(|&c| c == b':') else { continue };
+        let name = &add[..colon];
+        let present = block.split(|&c| c == b'\n').any(|l| l.len() > name.len() && l[name.len()] == b':' && l[..name.len()].eq_ignore_ascii_case(name));
+        if !present {
+            let out = spliced.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(head.len() + additions.len());
+                v.extend_from_slice(&head[..head.len() - 2]);
+                v
+            });
+            out.extend_from_slice(add);
+        }
+    }
+    let mut out = spliced?;
+    out.extend_from_slice(b"\r\n");
+    Some(out)
+}
 
-impl Around for H11SendAround {
-    fn call<'py>(&self, original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+/// `splice(out, data)`, for the `send` of ferrotel's `h11.Connection` subclass (httpcore's
+/// HTTP/1.1 connections only): `data`, what h11 serialised, with the headers of `out` (the
+/// pending headers, see `pending_head`) written into it when it is that request's head.
+struct H11Splice;
+
+impl Around for H11Splice {
+    fn call<'py>(&self, _none: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
         let py = args.py();
-        let data = args.call(original)?;
-        let Some(var) = HTTPX_OUT.get(py) else { return Ok(data) };
-        let Some(out) = capi::context_var_get(var.bind(py)) else { return Ok(data) };
+        let (Some(out), Some(data)) = (args.positional(0), args.positional(1)) else { return Ok(py.None().into_bound(py)) };
         let spliced = quietly("the httpx hook", || {
-            let (Ok(out), Ok(head)) = (out.cast::<HttpxOut>(), data.cast::<PyBytes>()) else { return Ok(None) };
-            Ok(splice_head(head.as_bytes(), out.get()).map(|s| PyBytes::new(py, &s).into_any()))
+            let (Ok(pending), Ok(head)) = (out.cast::<PyBytes>(), data.cast::<PyBytes>()) else { return Ok(None) };
+            Ok(splice_head(head.as_bytes(), pending.as_bytes()).map(|s| PyBytes::new(py, &s).into_any()))
         });
-        Ok(spliced.flatten().unwrap_or(data))
+        Ok(spliced.flatten().unwrap_or_else(|| data.to_owned()))
+    }
+}
+
+/// The async transport's wrapper's `start(transport, request)`, `finish(pending, response)` and
+/// `fail(pending, exc)`.
+enum HttpxFn {
+    Start,
+    Finish,
+    Fail,
+}
+
+struct HttpxFunction {
+    hook: Py<HttpxHook>,
+    which: HttpxFn,
+}
+
+impl Around for HttpxFunction {
+    fn call<'py>(&self, _none: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        let py = args.py();
+        let none = py.None().into_bound(py);
+        let (Some(first), Some(second)) = (args.positional(0), args.positional(1)) else { return Ok(none) };
+        match self.which {
+            HttpxFn::Start => {
+                if agent::get().is_none() {
+                    return Ok(none);
+                }
+                let h11 = H11_ASYNC.load(Ordering::Relaxed);
+                let started = quietly("the httpx hook", || {
+                    let Some(call) = self.hook.get().outgoing_start(Some(&first), &second, h11)? else { return Ok(None) };
+                    Ok(Some(Bound::new(py, HttpxPending::new(call))?.into_any()))
+                });
+                Ok(started.flatten().unwrap_or(none))
+            }
+            HttpxFn::Finish | HttpxFn::Fail => {
+                if let Ok(pending) = first.cast::<HttpxPending>() {
+                    let outcome = if matches!(self.which, HttpxFn::Finish) { Outcome::Response(&second) } else { Outcome::Raised(&second) };
+                    pending.get().bind(py).end(outcome);
+                }
+                Ok(none)
+            }
+        }
     }
 }
 
@@ -736,15 +847,6 @@ enum Sent<'py> {
 struct HttpxCall<'py> {
     span: Bound<'py, Span>,
     sent: Sent<'py>,
-}
-
-/// How an httpx request ended.
-enum Outcome<'a, 'py> {
-    Response(&'a Bound<'py, PyAny>),
-    /// The exception, as the async wrapper caught it.
-    Raised(&'a Bound<'py, PyAny>),
-    /// The exception, on its way through the native hook.
-    Error(&'a PyErr),
 }
 
 impl<'py> HttpxCall<'py> {
@@ -802,17 +904,18 @@ impl HttpxHook {
             return Ok(Some(HttpxCall { span, sent: Sent::Nothing }));
         }
         if h11 && transport.is_some_and(http1_only) {
-            let out = HttpxOut { method: method.as_bytes().into(), target: target.into_bytes().into(), headers: add };
-            let token = capi::context_var_set(httpx_out_var(py)?, Bound::new(py, out)?.as_any())?;
+            let pending = PyBytes::new(py, &pending_head(method, &target, &add));
+            let token = capi::context_var_set(httpx_out_var(py)?, pending.as_any())?;
             return Ok(Some(HttpxCall { span, sent: Sent::Head(token) }));
         }
         let headers = request.getattr(intern!(py, "headers"))?;
-        let added = match add_headers_fast(&headers, &add)? {
-            Some(entries) => Added { headers, entries, names: Vec::new() },
+        let added = match header_list(&headers, &add)? {
+            Some((list, present)) => Added { entries: append_headers(&list, &add, &present)?, headers, names: Vec::new() },
             None => {
                 let keys = headers.call_method0(intern!(py, "keys"))?;
                 let mut names = Vec::new();
                 for (name, value) in add {
+                    let name = name.name();
                     if !keys.contains(name)? {
                         headers.set_item(name, value)?;
                         names.push(name);
@@ -894,11 +997,10 @@ fn url_parts_fast(url: &Bound<'_, PyAny>) -> PyResult<Option<UrlParts>> {
     Ok(Some((scheme.to_string(), host.to_string(), port(&port_v), target)))
 }
 
-/// httpx's `Headers` keeps `_list` of `(raw name, lower-case name, value)` byte triples; its
-/// `__setitem__` for a new name appends one. Doing that here skips `keys()` and `__setitem__`
-/// (about 1 µs each). The entries appended; None when the layout is not that one (the public API
+/// httpx's `Headers` keeps `_list` of `(raw name, lower-case name, value)` byte triples: that
+/// list, and which of `add` it has already. None when the layout is not that one (the public API
 /// is used).
-fn add_headers_fast<'py>(headers: &Bound<'py, PyAny>, add: &[(&'static str, String)]) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+fn header_list<'py>(headers: &Bound<'py, PyAny>, add: &[(Header, String)]) -> PyResult<Option<(Bound<'py, PyList>, Vec<bool>)>> {
     let py = headers.py();
     let Some(list) = headers.getattr_opt(intern!(py, "_list"))? else { return Ok(None) };
     let Ok(list) = list.cast_into::<PyList>() else { return Ok(None) };
@@ -911,16 +1013,23 @@ fn add_headers_fast<'py>(headers: &Bound<'py, PyAny>, add: &[(&'static str, Stri
         let Ok(lower) = t.get_item(1)?.cast_into::<PyBytes>() else { return Ok(None) };
         mark_present(lower.as_bytes(), add, &mut present);
     }
+    Ok(Some((list, present)))
+}
+
+/// Append the entries of `add` not `present` to the headers' `_list`, as `__setitem__` does for a
+/// new name (skipping `keys()` and `__setitem__`, about 1 µs each). The entries appended.
+fn append_headers<'py>(list: &Bound<'py, PyList>, add: &[(Header, String)], present: &[bool]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let py = list.py();
     let mut entries = Vec::with_capacity(add.len());
     for ((name, value), here) in add.iter().zip(present) {
         if !here {
-            let key = PyBytes::new(py, name.as_bytes());
+            let key = PyBytes::new(py, name.name().as_bytes());
             let entry = pyo3::types::PyTuple::new(py, [&key, &key, &PyBytes::new(py, value.as_bytes())])?.into_any();
             list.append(&entry)?;
             entries.push(entry);
         }
     }
-    Ok(Some(entries))
+    Ok(entries)
 }
 
 struct HttpxAround {
@@ -997,12 +1106,12 @@ impl HttpxHook {
         MethodHook::new(slf.py(), "handle_request", original, Box::new(HttpxAround { hook: slf.clone().unbind() }))
     }
 
-    /// The hook to put in place of `send` (`original`: `h11.Connection.send`) on the
-    /// `h11.Connection` subclass httpcore's HTTP/1.1 connections are given.
+    /// `(var, splice)` for the `send` of the `h11.Connection` subclass httpcore's HTTP/1.1
+    /// connections are given: the context variable a traced request's pending headers are in,
+    /// and the function that writes them into the head h11 serialised.
     #[staticmethod]
-    fn wrap_h11_send<'py>(py: Python<'py>, original: Bound<'py, PyAny>) -> PyResult<Bound<'py, MethodHook>> {
-        httpx_out_var(py)?;
-        MethodHook::new(py, "send", original, Box::new(H11SendAround))
+    fn h11_functions(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
+        Ok((httpx_out_var(py)?.clone(), fast_function(py, "splice", Box::new(H11Splice))?))
     }
 
     /// httpcore's sync (`asynchronous` false) or async HTTP/1.1 connections now have that
@@ -1012,21 +1121,73 @@ impl HttpxHook {
         if asynchronous { &H11_ASYNC } else { &H11_SYNC }.store(true, Ordering::Relaxed);
     }
 
-    /// Before the async transport (`transport`) sends `request`: the request in flight (None
-    /// when not traced), its propagation headers pending until `finish` or `fail`.
-    fn start(&self, transport: &Bound<'_, PyAny>, request: &Bound<'_, PyAny>) -> Option<HttpxPending> {
-        let h11 = H11_ASYNC.load(Ordering::Relaxed);
-        let call = quietly("the httpx hook", || self.outgoing_start(Some(transport), request, h11)).flatten()?;
-        Some(HttpxPending::new(call))
+    /// `(start, finish, fail)` for the async transport's wrapper: `start(transport, request)`
+    /// gives the request in flight (None when not traced), its propagation headers pending until
+    /// `finish(pending, response)` or `fail(pending, exc)`.
+    fn functions<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let py = slf.py();
+        let f = |name: &str, which: HttpxFn| fast_function(py, name, Box::new(HttpxFunction { hook: slf.clone().unbind(), which }));
+        Ok((f("start", HttpxFn::Start)?, f("finish", HttpxFn::Finish)?, f("fail", HttpxFn::Fail)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn pending(method: &str, target: &str) -> Vec<u8> {
+        pending_head(method, target, &[(Header::TraceParent, TP.to_string()), (Header::Baggage, "k=v".to_string())])
     }
 
-    /// The transport returned `response` (`status_code`, `http_version` such as `HTTP/1.1`).
-    fn finish(&self, pending: &Bound<'_, HttpxPending>, response: &Bound<'_, PyAny>) {
-        pending.get().bind(pending.py()).end(Outcome::Response(response));
+    #[test]
+    fn request_lines() {
+        assert_eq!(request_line(b"GET /a?b=1 HTTP/1.1"), Some(("GET", "/a?b=1")));
+        assert_eq!(request_line(b"GET http://h:1/x HTTP/1.0"), Some(("GET", "http://h:1/x")));
+        assert_eq!(request_line(b"GET"), None);
+        assert_eq!(request_line(b"GET  HTTP/1.1"), None);
+        assert_eq!(request_line(b"\xff /x HTTP/1.1"), None);
     }
 
-    /// The transport raised `exc`.
-    fn fail(&self, pending: &Bound<'_, HttpxPending>, exc: &Bound<'_, PyAny>) {
-        pending.get().bind(pending.py()).end(Outcome::Raised(exc));
+    #[test]
+    fn headers_go_before_the_blank_line() {
+        let head = b"GET /a?b=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n";
+        let out = splice_head(head, &pending("GET", "/a?b=1")).unwrap();
+        let want = format!("GET /a?b=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\ntraceparent: {TP}\r\nbaggage: k=v\r\n\r\n");
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        // No header line at all.
+        let out = splice_head(b"GET / HTTP/1.1\r\n\r\n", &pending("GET", "/")).unwrap();
+        assert!(out.starts_with(b"GET / HTTP/1.1\r\ntraceparent: ") && out.ends_with(b"\r\nbaggage: k=v\r\n\r\n"));
+        // Nothing to add.
+        assert_eq!(splice_head(b"GET / HTTP/1.1\r\n\r\n", &pending_head("GET", "/", &[])), None);
+    }
+
+    #[test]
+    fn headers_the_request_has_are_kept() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nTraceParent: 00-1-2-01\r\n\r\n";
+        let out = String::from_utf8(splice_head(head, &pending("GET", "/")).unwrap()).unwrap();
+        assert_eq!(out, "GET / HTTP/1.1\r\nHost: h\r\nTraceParent: 00-1-2-01\r\nbaggage: k=v\r\n\r\n");
+        let both = b"GET / HTTP/1.1\r\ntraceparent: x\r\nBAGGAGE: y\r\n\r\n";
+        assert_eq!(splice_head(both, &pending("GET", "/")), None);
+        // A header whose name only starts with ours is another header.
+        let longer = b"GET / HTTP/1.1\r\ntraceparent-x: 1\r\n\r\n";
+        assert!(splice_head(longer, &pending("GET", "/")).unwrap().windows(13).any(|w| w == b"traceparent: "));
+    }
+
+    #[test]
+    fn only_that_requests_head() {
+        let p = pending("GET", "/a");
+        // Through a forward proxy the target is absolute: it ends with ours.
+        assert!(splice_head(b"GET http://h:8080/a HTTP/1.1\r\nHost: h\r\n\r\n", &p).is_some());
+        // A tunnel's CONNECT, another method or target, a body chunk, an unfinished head: untouched.
+        assert_eq!(splice_head(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", &p), None);
+        assert_eq!(splice_head(b"POST /a HTTP/1.1\r\n\r\n", &p), None);
+        assert_eq!(splice_head(b"GET /b HTTP/1.1\r\n\r\n", &p), None);
+        assert_eq!(splice_head(b"0\r\n\r\n", &p), None);
+        assert_eq!(splice_head(b"hello", &p), None);
+        assert_eq!(splice_head(b"GET /a HTTP/1.1\r\nHost: h\r\n", &p), None);
+        assert_eq!(splice_head(b"", &p), None);
+        assert_eq!(splice_head(b"GET /a HTTP/1.1\r\n\r\n", b""), None);
     }
 }

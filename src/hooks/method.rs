@@ -186,20 +186,7 @@ pub struct MethodHook {
 impl MethodHook {
     /// A hook for the method `name` whose current implementation is `original`.
     pub fn new<'py>(py: Python<'py>, name: &str, original: Bound<'py, PyAny>, around: Box<dyn Around>) -> PyResult<Bound<'py, MethodHook>> {
-        let target = Bound::new(py, Target { original: original.clone().unbind(), around })?;
-        // Hooks are installed once per process and stay: the definition lives as long.
-        let def = Box::leak(Box::new(ffi::PyMethodDef {
-            ml_name: CString::new(name).unwrap_or_default().into_raw() as *const c_char,
-            ml_meth: ffi::PyMethodDefPointer {
-                // SAFETY (of the transmute): every variant is a function pointer; the flags below
-                // tell Python the real signature.
-                PyCFunction: unsafe { std::mem::transmute::<FastWithKeywords, ffi::PyCFunction>(FAST) },
-            },
-            ml_flags: METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: std::ptr::null(),
-        }));
-        // SAFETY: `def` is 'static; `target` is a live object, referenced by the new builtin.
-        let fast = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyCMethod_New(def, target.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut()))? };
+        let fast = builtin(py, name, original.clone(), around)?;
         Bound::new(py, MethodHook { name: name.to_string(), fast: fast.unbind(), original: original.unbind() })
     }
 
@@ -207,6 +194,31 @@ impl MethodHook {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// A `METH_FASTCALL | METH_KEYWORDS` builtin named `name` that runs `around` (with `original`).
+fn builtin<'py>(py: Python<'py>, name: &str, original: Bound<'py, PyAny>, around: Box<dyn Around>) -> PyResult<Bound<'py, PyAny>> {
+    let target = Bound::new(py, Target { original: original.unbind(), around })?;
+    // Hooks are installed once per process and stay: the definition lives as long.
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: CString::new(name).unwrap_or_default().into_raw() as *const c_char,
+        ml_meth: ffi::PyMethodDefPointer {
+            // SAFETY (of the transmute): every variant is a function pointer; the flags below
+            // tell Python the real signature.
+            PyCFunction: unsafe { std::mem::transmute::<FastWithKeywords, ffi::PyCFunction>(FAST) },
+        },
+        ml_flags: METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: std::ptr::null(),
+    }));
+    // SAFETY: `def` is 'static; `target` is a live object, referenced by the new builtin.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyCMethod_New(def, target.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut())) }
+}
+
+/// A native function for a Python-level hook to call on its hot path: a `METH_FASTCALL` builtin
+/// (its arguments arrive as the interpreter's array, no tuple built), where pyo3's own functions
+/// take a tuple and a dict in an abi3 build for 3.9. `around` gets None as its original.
+pub fn fast_function<'py>(py: Python<'py>, name: &str, around: Box<dyn Around>) -> PyResult<Bound<'py, PyAny>> {
+    builtin(py, name, py.None().into_bound(py), around)
 }
 
 /// `entry` behind pyo3's trampoline (panics caught, the interpreter's attachment counted).
