@@ -1,7 +1,7 @@
 """Instructions per outgoing HTTP call, by callgrind: the agent's hook cost per client library.
 
     .venv/bin/python bench/profile_client.py [--clients http.client httpx] [--lengths 200 600]
-        [--modes noagent unhooked hooked] [--keep DIR]
+        [--modes noagent unhooked hooked] [--keep DIR] [--no-gc]
 
 Per client (bench/client.py's list: http.client, urllib.request, requests, urllib3, httpx, httpx
 async) and per mode, the same loop of calls to a keep-alive HTTP server in another process (so only
@@ -22,8 +22,11 @@ divided by the difference in calls, so start-up, imports and exit cancel out. Mo
 "hook" is hooked minus unhooked on the calling thread ("main"); "all threads" adds the export
 thread. The µs column converts instructions with the rate this machine runs the no-agent call at
 (instructions per µs of user CPU time, measured outside valgrind), so it is a rough figure; the
-instruction counts are the repeatable one. ``--keep DIR`` keeps the callgrind files of the longer
-hooked run for ``callgrind_annotate --inclusive=yes``. Needs valgrind.
+instruction counts are the repeatable one: to within a few hundred instructions with ``--no-gc``
+(the collector off in the measured loop; with it on, where a collection falls moves a count by
+1-2k). ``--keep DIR`` keeps the callgrind files of the longer hooked run for
+``callgrind_annotate --inclusive=yes``. Needs valgrind. ``make bench`` runs the short form through
+bench/client.py.
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ def child(base: str, name: str, mode: str, n: int) -> None:
     if mode == "unhooked":
         points = bench_client.hook_points(name)
         bench_client.set_hooked(points, {(o, a): getattr(o, a) for o, a in points}, False)
+    if os.environ.get("PROFILE_NO_GC"):
+        import gc
+
+        gc.disable()
     for _ in range(n):
         call()
 
@@ -104,6 +111,85 @@ def run_one(python: str, env: dict, base: str, name: str, mode: str, n: int, out
     return {"main": per_thread[0], "all": sum(per_thread), "files": files}
 
 
+def measure(dist: Path, clients=bench_client.CLIENTS, modes=MODES, lengths=(200, 600), keep: Path | None = None,
+            jobs: int = 2, no_gc: bool = False, python: str = sys.executable) -> tuple[dict, float]:
+    """({client: {mode: instructions per call, "hook": ..., "hook_all": ..., "hook_us": ...}},
+    instructions per µs). Needs valgrind."""
+    from support.otlp_receiver import Receiver
+
+    n1, n2 = sorted(lengths)
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp, Receiver() as rx:
+        port_file = Path(tmp) / "port"
+        server = subprocess.Popen([python, str(HERE / "client.py"), "--serve", str(port_file)])
+        try:
+            deadline = time.monotonic() + 10
+            while not port_file.exists() or not port_file.read_text():
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("profile_client: the HTTP server did not start")
+                time.sleep(0.05)
+            base = f"http://127.0.0.1:{port_file.read_text()}"
+            agent = bench_client._agent_env(dict(os.environ), dist, rx.http_endpoint)
+            agent.update(PYTHONHASHSEED="0", OTEL_BSP_SCHEDULE_DELAY="200")
+            if no_gc:
+                agent["PROFILE_NO_GC"] = "1"
+            plain = bench_client.no_agent_env(agent, tmp)
+            clients = [c for c in clients if subprocess.run([python, "-c", f"import {bench_client.MODULES[c]}"], capture_output=True).returncode == 0]
+            futures = []
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                for name in clients:
+                    for mode in modes:
+                        for n in (n1, n2):
+                            slug = f"{name.replace(' ', '-').replace('.', '_')}-{mode}-{n}"
+                            out = str((keep if keep and mode == "hooked" and n == n2 else Path(tmp)) / f"{slug}.out")
+                            env = plain if mode == "noagent" else agent
+                            futures.append(((name, mode, n), pool.submit(run_one, python, env, base, name, mode, n, out)))
+                runs = {key: fut.result() for key, fut in futures}
+            for name in clients:
+                per = {}
+                for mode in modes:
+                    a, b = runs[(name, mode, n1)], runs[(name, mode, n2)]
+                    per[mode] = {k: (b[k] - a[k]) / (n2 - n1) for k in ("main", "all")}
+                results[name] = per
+                baseline = per.get("noagent") or per.get("unhooked")
+                if baseline:
+                    us = user_us_per_call(base, name, 300)
+                    if us > 0:
+                        rates[name] = baseline["main"] / us
+        finally:
+            server.kill()
+            server.wait()
+    rate = sorted(rates.values())[len(rates) // 2] if rates else float("nan")
+    table = {}
+    for name, per in results.items():
+        row = {m: round(per[m]["main"]) for m in per}
+        if "hooked" in per and "unhooked" in per:
+            row["hook"] = round(per["hooked"]["main"] - per["unhooked"]["main"])
+            row["hook_all"] = round(per["hooked"]["all"] - per["unhooked"]["all"])
+            row["hook_us"] = round(row["hook"] / rate, 2) if rate == rate else None
+        if "hooked" in per and "noagent" in per:
+            row["agent"] = round(per["hooked"]["main"] - per["noagent"]["main"])
+        table[name] = row
+    return table, rate
+
+
+def render(table: dict, rate: float) -> str:
+    lines = [
+        "| client | no agent | unhooked | hooked | hook (calling thread) | hook µs | bar ≤ 3 µs | hook, all threads |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, row in table.items():
+        cell = lambda k: f"{row[k]:,}" if k in row else ""  # noqa: E731
+        us = row.get("hook_us")
+        bar = ("met" if us <= 3 else "not met") if us is not None else ""
+        lines.append(f"| {name} | {cell('noagent')} | {cell('unhooked')} | {cell('hooked')} | {cell('hook')} | "
+                     f"{'' if us is None else f'{us:.2f}'} | {bar} | {cell('hook_all')} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--child", nargs=4, metavar=("BASE_URL", "CLIENT", "MODE", "N"), help=argparse.SUPPRESS)
@@ -112,6 +198,8 @@ def main() -> int:
     ap.add_argument("--lengths", type=int, nargs=2, default=[200, 600], metavar=("N1", "N2"))
     ap.add_argument("--keep", metavar="DIR", help="keep the callgrind files of the longer hooked runs here")
     ap.add_argument("--jobs", type=int, default=2, help="valgrind runs at once (counts do not depend on it)")
+    ap.add_argument("--no-gc", action="store_true", help="garbage collector off in the measured loop: repeatable to "
+                    "a few hundred instructions (with it on, when a collection falls moves counts by 1-2k per call)")
     args = ap.parse_args()
     if args.child:
         base, name, mode, n = args.child
@@ -119,71 +207,16 @@ def main() -> int:
         return 0
     if not shutil.which("valgrind"):
         raise SystemExit("profile_client: needs valgrind (Debian: apt-get install valgrind)")
-    from support.otlp_receiver import Receiver
-
-    n1, n2 = sorted(args.lengths)
+    if sorted(args.lengths)[0] == sorted(args.lengths)[1]:
+        raise SystemExit("profile_client: the two lengths must differ")
     dist = Path(os.environ.get("FERROTEL_DIST", REPO / "dist" / "autoinstrumentation")).resolve()
-    python = sys.executable
     keep = Path(args.keep).resolve() if args.keep else None
-    if keep:
-        keep.mkdir(parents=True, exist_ok=True)
-    results: dict = {}
-    with tempfile.TemporaryDirectory() as tmp, Receiver() as rx:
-        port_file = Path(tmp) / "port"
-        server = subprocess.Popen([python, str(HERE / "client.py"), "--serve", str(port_file)])
-        try:
-            deadline = time.monotonic() + 10
-            while not port_file.exists() or not port_file.read_text():
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("profile_client: the HTTP server did not start")
-                time.sleep(0.05)
-            base = f"http://127.0.0.1:{port_file.read_text()}"
-            agent = bench_client._agent_env(dict(os.environ), dist, rx.http_endpoint)
-            agent.update(PYTHONHASHSEED="0", OTEL_BSP_SCHEDULE_DELAY="200")
-            plain = bench_client.no_agent_env(agent, tmp)
-            clients = [c for c in args.clients if subprocess.run([python, "-c", f"import {bench_client.MODULES[c]}"], capture_output=True).returncode == 0]
-            jobs = []
-            with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-                for name in clients:
-                    for mode in args.modes:
-                        for n in (n1, n2):
-                            slug = f"{name.replace(' ', '-').replace('.', '_')}-{mode}-{n}"
-                            out = str((keep if keep and mode == "hooked" and n == n2 else Path(tmp)) / f"{slug}.out")
-                            env = plain if mode == "noagent" else agent
-                            jobs.append(((name, mode, n), pool.submit(run_one, python, env, base, name, mode, n, out)))
-                runs = {key: fut.result() for key, fut in jobs}
-            rates = {}
-            for name in clients:
-                per = {}
-                for mode in args.modes:
-                    a, b = runs[(name, mode, n1)], runs[(name, mode, n2)]
-                    per[mode] = {k: (b[k] - a[k]) / (n2 - n1) for k in ("main", "all")}
-                results[name] = per
-                if "noagent" in per:
-                    us = user_us_per_call(base, name, 300)
-                    rates[name] = per["noagent"]["main"] / us if us > 0 else float("nan")
-        finally:
-            server.kill()
-            server.wait()
-
-    rate = sorted(rates.values())[len(rates) // 2] if rates else float("nan")
-    print(f"instructions per call, difference of {n2} and {n1} calls (PYTHONHASHSEED=0); "
-          f"µs at {rate:,.0f} instructions/µs (no-agent calls' median rate on this machine)")
+    table, rate = measure(dist, args.clients, args.modes, args.lengths, keep, args.jobs, args.no_gc)
+    n1, n2 = sorted(args.lengths)
+    print(f"instructions per call, difference of {n2} and {n1} calls (PYTHONHASHSEED=0{', GC off' if args.no_gc else ''}); "
+          f"µs at {rate:,.0f} instructions/µs (the median rate of the clients' calls without hooks on this machine)")
     print()
-    print("| client | no agent | unhooked | hooked | hook (main thread) | hook µs | hook, all threads | bar ≤ 3 µs |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    table = {}
-    for name, per in results.items():
-        row = {m: round(per[m]["main"]) for m in per}
-        if "hooked" in per and "unhooked" in per:
-            row["hook"] = round(per["hooked"]["main"] - per["unhooked"]["main"])
-            row["hook_all"] = round(per["hooked"]["all"] - per["unhooked"]["all"])
-            row["hook_us"] = round(row["hook"] / rate, 2) if rate == rate else None
-        table[name] = row
-        cell = lambda k: f"{row[k]:,}" if k in row else ""  # noqa: E731
-        us = f"{row['hook_us']:.2f}" if row.get("hook_us") is not None else ""
-        bar = ("met" if row["hook_us"] <= 3 else "not met") if row.get("hook_us") is not None else ""
-        print(f"| {name} | {cell('noagent')} | {cell('unhooked')} | {cell('hooked')} | {cell('hook')} | {us} | {cell('hook_all')} | {bar} |")
+    print(render(table, rate))
     if keep:
         print()
         print(f"callgrind files of the hooked runs: {keep} (callgrind_annotate --inclusive=yes FILE-01)")
