@@ -6,7 +6,8 @@ One agent-injected interpreter per case (the Operator's PYTHONPATH, console expo
 server thread records the propagation headers each request carried; the script checks what the
 application can observe and prints one JSON line, and the spans come from the console exporter.
 Checked: ``__wrapped__``/``__name__``/``__doc__``; class-level calls (``HTTPConnection.putrequest(conn,
-...)``, as urllib3 1.26 makes) and keyword arguments; the application's exception object and its
+...)``, as urllib3 1.26 makes) and keyword arguments; methods another tool wrapped first (native
+hooks then, which pass any arguments through); the application's exception object and its
 traceback unchanged; urllib3's and httpx's request objects not modified; urllib3 connection
 classes whose ``endheaders`` is their own (headers through a copy of the request's headers); httpx
 redirects (each request carries its own span's context) and HTTP/2-enabled clients; and the
@@ -109,10 +110,11 @@ def traceparent_of(span):
 
 def test_hooked_methods_look_like_the_originals(install):
     body = r"""
-import http.client, urllib3, httpx, inspect
-for owner, name in ((http.client.HTTPConnection, "putrequest"), (http.client.HTTPConnection, "endheaders"),
-                    (http.client.HTTPConnection, "getresponse"), (urllib3.connectionpool.HTTPConnectionPool, "_make_request"),
-                    (httpx.HTTPTransport, "handle_request"), (httpx.AsyncHTTPTransport, "handle_async_request")):
+import http.client, urllib3, httpx, httpcore, inspect
+for owner, name in ((http.client.HTTPConnection, "endheaders"), (http.client.HTTPConnection, "getresponse"),
+                    (urllib3.connectionpool.HTTPConnectionPool, "_make_request"),
+                    (httpx.HTTPTransport, "handle_request"), (httpx.AsyncHTTPTransport, "handle_async_request"),
+                    (httpcore._sync.http11.h11.Connection, "send")):
     hooked = getattr(owner, name)
     original = hooked.__wrapped__
     result[owner.__name__ + "." + name] = [
@@ -120,10 +122,13 @@ for owner, name in ((http.client.HTTPConnection, "putrequest"), (http.client.HTT
         str(inspect.signature(hooked)) == str(inspect.signature(original)),
     ]
 conn = http.client.HTTPConnection("127.0.0.1", port)
-result["bound"] = conn.putrequest.__self__ is conn
+result["bound"] = conn.endheaders.__self__ is conn and urllib3.HTTPConnectionPool("x")._make_request.__self__ is not None
+import h11
+result["h11 untouched"] = h11.Connection.send is httpcore._sync.http11.h11.Connection.send.__wrapped__
 """
     result, _, _ = run(install, body)
     assert result.pop("bound") is True
+    assert result.pop("h11 untouched") is True
     for name, checks in result.items():
         assert checks == [True, True, True, True], name
 
@@ -147,6 +152,45 @@ conn.close()
         [span] = by_url(spans, path)
         assert seen[path] == [traceparent_of(span)], path
         assert span["attributes"]["http.response.status_code"] == 200
+
+
+def test_methods_wrapped_by_someone_else_get_the_native_hooks(install):
+    body = r"""
+import functools, importlib.util, http.client
+from ferrotel.hooks import http_client as hook
+
+# A second copy of http.client whose endheaders someone (another tool) wrapped with (*args, **kwargs)
+# before ferrotel saw it: the Python wrappers, which mirror the methods' signatures, do not fit.
+spec = importlib.util.spec_from_file_location("http_client_copy", http.client.__file__)  # not through ferrotel's finder
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+original = module.HTTPConnection.endheaders
+
+@functools.wraps(original)
+def endheaders(self, *args, **kwargs):
+    return original(self, *args, **kwargs)
+
+module.HTTPConnection.endheaders = endheaders
+hook.instrument(module)
+result["native"] = [type(module.HTTPConnection.__dict__[n]).__name__ for n in ("endheaders", "getresponse")]
+conn = module.HTTPConnection("127.0.0.1", port)
+conn.request("GET", "/fallback", headers={"x-app": "1"})
+conn.getresponse().read()
+conn.request("GET", "/fallback-again")
+conn.getresponse().read()
+try:
+    module.HTTPConnection("127.0.0.1", 9).request("GET", "/refused")
+except ConnectionRefusedError:
+    result["refused"] = True
+"""
+    result, seen, spans = run(install, body)
+    assert result == {"native": ["MethodHook", "MethodHook"], "refused": True}
+    for path in ("/fallback", "/fallback-again"):
+        [span] = by_url(spans, path)
+        assert seen[path] == [traceparent_of(span)], path
+        assert span["attributes"]["http.response.status_code"] == 200
+    [refused] = by_url(spans, ":9/refused")
+    assert refused["attributes"]["error.type"] == "ConnectionRefusedError"
 
 
 def test_the_application_gets_its_own_exception_and_traceback(install):
