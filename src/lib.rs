@@ -115,6 +115,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hooks::client::HttpClientHook>()?;
     m.add_class::<hooks::client::Urllib3Hook>()?;
     m.add_class::<hooks::client::HttpxHook>()?;
+    m.add_class::<hooks::method::MethodHook>()?;
     m.add_class::<Span>()?;
     m.add_class::<wsgi::WsgiMiddleware>()?;
     m.add_class::<wsgi::StartResponse>()?;

@@ -45,6 +45,12 @@ def _httpx(module):
     httpx.instrument(module)
 
 
+def _httpcore(module):
+    from ferrotel.hooks import httpx
+
+    httpx.instrument_httpcore(module)
+
+
 def _otel_api(module):
     from ferrotel.hooks import otel_api
 
@@ -94,7 +100,7 @@ _ASGI_AND_DJANGO = (
 )
 HOOKS.update({name: _asgi(name) for name in _ASGI_AND_DJANGO})
 # Outgoing HTTP calls (urllib3 before requests: requests' hook reads what urllib3's decided).
-HOOKS.update({"http.client": _http_client, "urllib3": _urllib3, "requests": _requests, "httpx": _httpx})
+HOOKS.update({"http.client": _http_client, "urllib3": _urllib3, "requests": _requests, "httpx": _httpx, "httpcore": _httpcore})
 # The OpenTelemetry API bridge (only if the app has and imports the API); logging correlation/export.
 HOOKS.update({"opentelemetry.trace": _otel_api, "logging": _logging, "logging.config": _logging_config})
 

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod current;
 pub mod guard;
 pub mod logs;
+pub mod method;
 pub mod server;
 pub mod otel;
 pub mod span;

@@ -1,9 +1,11 @@
 """urllib3 (1.26 and 2.x), and so requests, which sends every request through it.
 
-One wrapper on ``HTTPConnectionPool._make_request``: one call per request on the wire (a retry or a
-redirect urllib3 follows is a new request, and a new span, as the HTTP conventions ask). Connect
-errors happen inside it too. The native ``Urllib3Hook`` starts the span, puts the propagation
-headers into a copy of the request's headers, and ends the span with the response or the error.
+One native hook on ``HTTPConnectionPool._make_request`` (``_native.Urllib3Hook.wrap``): one call
+per request on the wire (a retry or a redirect urllib3 follows is a new request, and a new span, as
+the HTTP conventions ask). Connect errors happen inside it too. It starts the span, hands it to the
+connection (``_ferrotel_out``) for the ``http.client`` ``endheaders`` hook to write its propagation
+headers into the request (or, for a connection class without that hook, puts them into a copy of
+the request's headers), and ends the span with the response or the error.
 
 urllib3's connections subclass ``http.client.HTTPConnection``; ``_ferrotel_span = False`` on their
 class keeps the standard-library hook out of them (one span per request, not one per layer).
@@ -27,6 +29,7 @@ def instrument(urllib3):
     if connection.__dict__.get("_ferrotel_span", None) is False:
         return
     connection._ferrotel_span = False  # traced here (or not at all), never by the http.client hook
+    connection._ferrotel_out = None  # the span whose headers http.client's endheaders hook writes
     direct_on, direct_excluded = _native.instrumentation("urllib3")
     requests_on, requests_excluded = _native.instrumentation("requests")
     if not (direct_on or requests_on):
@@ -38,26 +41,8 @@ def instrument(urllib3):
     hook = _native.Urllib3Hook(
         direct_on, excluder(direct_excluded, "urllib3"), requests_on, excluder(requests_excluded, "requests"), marker
     )
-    start, finish, fail = hook.start, hook.finish, hook.fail
     pool = urllib3.connectionpool.HTTPConnectionPool
-    original = pool._make_request
-
-    def _make_request(self, conn, method, url, *args, **kwargs):
-        # urllib3 passes everything after the url by keyword; headers given by position are left alone.
-        span = start(self, method, url, None if args else kwargs)
-        if span is None:
-            return original(self, conn, method, url, *args, **kwargs)
-        try:
-            response = original(self, conn, method, url, *args, **kwargs)
-        except BaseException as exc:
-            fail(span, exc)
-            raise
-        finish(span, response)
-        return response
-
-    _make_request.__doc__ = original.__doc__
-    _make_request.__wrapped__ = original
-    pool._make_request = _make_request
+    pool._make_request = hook.wrap(pool._make_request)
 
 
 def instrument_requests(requests):
