@@ -224,8 +224,8 @@ impl HttpClientHook {
         let py = conn.py();
         let attr = intern!(py, "_ferrotel_span");
         let current = conn.getattr(attr)?;
-        let buffer = conn.getattr(intern!(py, "_buffer"))?;
-        let buffer = buffer.cast::<PyList>().ok();
+        let buffer = conn.getattr_opt(intern!(py, "_buffer"))?;
+        let buffer = buffer.as_ref().and_then(|b| b.cast::<PyList>().ok());
         if is_false(&current) {
             // A urllib3 connection: the urllib3 hook's span, if it has one in flight (taken, so
             // that hook sees its headers were written).
