@@ -336,8 +336,8 @@ def main() -> int:
         import shutil
 
         if shutil.which("valgrind"):
-            # Hooked against unhooked only, GC off, short runs: the bar's figure, in a few minutes.
-            counted = profile_client.measure(dist, modes=("unhooked", "hooked"), lengths=(100, 300), no_gc=True)
+            # Hooked against unhooked only, GC off: the bar's figure, in a few minutes.
+            counted = profile_client.measure(dist, modes=("unhooked", "hooked"), lengths=(200, 600), no_gc=True)
         elif args.callgrind:
             raise SystemExit("--callgrind needs valgrind (Debian: apt-get install valgrind)")
         else:
@@ -354,7 +354,7 @@ def main() -> int:
     print(render(table, counts))
     print(f"(spans received by the local OTLP receiver: {spans})")
     if counts is not None:
-        print(f"(hook instructions: hooked minus unhooked on the calling thread, callgrind, GC off, difference of 300 and 100 "
+        print(f"(hook instructions: hooked minus unhooked on the calling thread, callgrind, GC off, difference of 600 and 200 "
               f"calls; µs at {rate:,.0f} instructions/µs, the rate of these calls without hooks on this machine)")
     out = {"client": table}
     if counts is not None:
