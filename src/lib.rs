@@ -25,7 +25,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 
 use crate::config::Config;
-use crate::hooks::{current, span::Span, wsgi};
+use crate::hooks::{current, span::Span};
 use crate::resource::Runtime;
 
 /// Start the agent in this process (once; later calls return the first result). Reads the
@@ -48,7 +48,7 @@ fn start(py: Python<'_>, runtime_name: String, runtime_version: String, runtime_
         fork::install();
         pipeline::install_exit_hook();
         agent::install(agent::Agent::new(&config));
-        hooks::client::configure(&config.instrumentation);
+        hooks::registry::configure(&config.instrumentation, &config.processing);
         let runtime = Runtime { name: runtime_name, version: runtime_version, description: runtime_description, executable };
         pipeline::configure(pipeline::Settings { config, runtime, origin_pid: std::process::id() });
     }
@@ -107,22 +107,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(record_exception, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
-    m.add_function(wrap_pyfunction!(hooks::api::start_span, m)?)?;
-    m.add_function(wrap_pyfunction!(hooks::api::set_current, m)?)?;
-    m.add_function(wrap_pyfunction!(hooks::api::reset_current, m)?)?;
-    m.add_function(wrap_pyfunction!(hooks::api::inject_headers, m)?)?;
-    m.add_function(wrap_pyfunction!(hooks::client::instrumentation, m)?)?;
-    m.add_class::<hooks::client::HttpClientHook>()?;
-    m.add_class::<hooks::client::Urllib3Hook>()?;
-    m.add_class::<hooks::client::HttpxHook>()?;
-    m.add_class::<hooks::method::MethodHook>()?;
-    m.add_class::<Span>()?;
-    m.add_class::<wsgi::WsgiMiddleware>()?;
-    m.add_class::<wsgi::StartResponse>()?;
-    m.add_class::<wsgi::ResponseBody>()?;
-    m.add_class::<wsgi::SizedResponseBody>()?;
-    hooks::asgi::register(m)?;
-    hooks::otel::register(m)?;
-    hooks::logs::register(m)?;
+    hooks::register(m)?;
     Ok(())
 }

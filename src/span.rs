@@ -102,6 +102,18 @@ impl Scope {
     }
 }
 
+/// The kind of instrumentation that made a span: what its metrics and naming rules key on (a
+/// gRPC SERVER span is not an HTTP request). API-bridge spans are `Other`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    #[default]
+    Other,
+    Http,
+    Db,
+    Messaging,
+    Rpc,
+}
+
 /// The head sampler's decision, kept with the span for the tail decision after it ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Head {
@@ -139,6 +151,12 @@ pub struct SpanRecord {
     pub head: Head,
     /// Attributes, events and links left out by the span limits.
     pub dropped: Dropped,
+    pub family: Family,
+    /// A database hook's statement exactly as the application passed it. Never exported: the
+    /// export thread turns it into the sanitised `db.query.text`, `db.query.summary`, the
+    /// operation and collection names and the span name (`semconv::db::apply_query`) before any
+    /// processor or exporter sees the record.
+    pub raw_query: Option<Box<str>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -169,6 +187,8 @@ impl SpanRecord {
             scope,
             head,
             dropped: Dropped::default(),
+            family: Family::Other,
+            raw_query: None,
         }
     }
 

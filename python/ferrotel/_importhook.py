@@ -1,8 +1,13 @@
 """Lazy hooks: patch a library right after the application imports it, never import it ourselves.
 
-A finder at the front of ``sys.meta_path`` answers only for the module names in ``HOOKS``: it asks
-the other finders for the real spec, and wraps the loader so the hook runs once the module has
-executed. A module already imported when the agent starts is hooked at once.
+What is hooked, and by which function, is ``_registry.INSTRUMENTATIONS``. A finder at the front of
+``sys.meta_path`` answers only for the registry's trigger modules: it asks the other finders for
+the real spec, and wraps the loader so the hooks run once the module has executed. A module
+already imported when the agent starts is hooked at once.
+
+The one enable gate is here: a hook of an instrumentation named in
+``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (or of a library older than the instrumentation's
+minimum version) is never called.
 
 The finder and loader are plain classes: `importlib.abc` would pull in `importlib.resources`,
 pathlib, tempfile, typing and more (about 20 ms and 4 MiB of start-up in a script that imports
@@ -11,105 +16,61 @@ none of them), and the import system needs only the methods.
 
 import sys
 
+from ferrotel import _registry
 
-def _flask(module):
-    from ferrotel import _native
-    from ferrotel.hooks import flask
-
-    if not _native.instrumentation("flask")[0]:  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=flask
-        return
-    flask.instrument(module)
+# trigger module -> [(instrumentation, "hooks-module:function"), ...]
+HOOKS = _registry.triggers()
 
 
-def _http_client(module):
-    from ferrotel.hooks import http_client
-
-    http_client.instrument(module)
-
-
-def _urllib3(module):
-    from ferrotel.hooks import urllib3
-
-    urllib3.instrument(module)
-
-
-def _requests(module):
-    from ferrotel.hooks import urllib3
-
-    urllib3.instrument_requests(module)
+def _version(text):
+    parts = []
+    for piece in str(text).split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
 
 
-def _httpx(module):
-    from ferrotel.hooks import httpx
-
-    httpx.instrument(module)
-
-
-def _httpcore(module):
-    from ferrotel.hooks import httpx
-
-    httpx.instrument_httpcore(module)
-
-
-def _otel_api(module):
-    from ferrotel.hooks import otel_api
-
-    otel_api.instrument(module)
+def _too_old(inst, name):
+    """The library's version, when it is older than the instrumentation supports (else None)."""
+    if inst.min_version is None:
+        return None
+    top = sys.modules.get(name.partition(".")[0])
+    version = getattr(top, "__version__", None) or getattr(top, "VERSION", None)
+    if not isinstance(version, str) or not _version(version):
+        return None
+    return version if _version(version) < _version(inst.min_version) else None
 
 
-def _logging(module):
-    from ferrotel.hooks import logging_hook
-
-    logging_hook.instrument(module)
-
-
-def _logging_config(module):
-    from ferrotel.hooks import logging_hook
-
-    logging_hook.instrument_config(module)
-
-
-def _asgi(name):
-    def hook(module):
-        from ferrotel.hooks import asgi, django, fastapi, starlette
-
-        {
-            "uvicorn.config": asgi.instrument_uvicorn,
-            "hypercorn.app_wrappers": asgi.instrument_hypercorn,
-            "starlette.applications": starlette.instrument,
-            "fastapi.applications": fastapi.instrument,
-            "django.core.handlers.wsgi": django.instrument_wsgi,
-            "django.core.handlers.base": django.instrument_base,
-            "django.core.handlers.exception": django.instrument_exception,
-        }[name](module)
-
-    return hook
-
-
-# module name -> function called with the freshly imported module.
-HOOKS = {"flask": _flask}
-# ASGI servers, Starlette/FastAPI and Django (issue 11): see ferrotel/hooks/asgi.py and django.py.
-_ASGI_AND_DJANGO = (
-    "uvicorn.config",
-    "hypercorn.app_wrappers",
-    "starlette.applications",
-    "fastapi.applications",
-    "django.core.handlers.wsgi",
-    "django.core.handlers.base",
-    "django.core.handlers.exception",
-)
-HOOKS.update({name: _asgi(name) for name in _ASGI_AND_DJANGO})
-# Outgoing HTTP calls (urllib3 before requests: requests' hook reads what urllib3's decided).
-HOOKS.update({"http.client": _http_client, "urllib3": _urllib3, "requests": _requests, "httpx": _httpx, "httpcore": _httpcore})
-# The OpenTelemetry API bridge (only if the app has and imports the API); logging correlation/export.
-HOOKS.update({"opentelemetry.trace": _otel_api, "logging": _logging, "logging.config": _logging_config})
+def _call(target, module):
+    path, _, function = target.partition(":")
+    hooks = __import__("ferrotel.hooks." + path, fromlist=[function])
+    getattr(hooks, function)(module)
 
 
 def _run(name, module):
-    try:
-        HOOKS[name](module)
-    except Exception as exc:  # a hook failure costs telemetry, never the import
-        sys.stderr.write("ferrotel: could not instrument %s (%s: %s)\n" % (name, type(exc).__name__, exc))
+    for inst, target in HOOKS[name]:
+        try:
+            if inst.gate:
+                from ferrotel import _native
+
+                if not _native.instrumentation(inst.name)[0]:  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
+                    continue
+            old = _too_old(inst, name)
+            if old is not None:
+                sys.stderr.write(
+                    "ferrotel: %s %s is older than %s, the oldest the %s instrumentation supports; not instrumented\n"
+                    % (name, old, inst.min_version, inst.name)
+                )
+                continue
+            _call(target, module)
+        except Exception as exc:  # a hook failure costs telemetry, never the import
+            sys.stderr.write("ferrotel: could not instrument %s (%s: %s)\n" % (name, type(exc).__name__, exc))
 
 
 class _HookingLoader:

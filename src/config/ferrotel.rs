@@ -38,6 +38,9 @@ pub fn processing(r: &mut Reader<'_>) -> ProcessingConfig {
     let capture_request_headers = lower(r.list("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST").unwrap_or_default());
     let capture_response_headers = lower(r.list("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE").unwrap_or_default());
     let keep_errors_and_slow = r.bool("FERROTEL_KEEP_ERRORS_AND_SLOW", true);
+    let db_slow_threshold = r.millis(&["FERROTEL_DB_SLOW_THRESHOLD_MS"], 100);
+    let db_query_max_len = if r.bool("FERROTEL_DB_QUERY_TEXT", true) { r.positive("FERROTEL_DB_QUERY_TEXT_MAX_LENGTH", 2048) } else { 0 };
+    let db_sqlcommenter = r.bool("FERROTEL_DB_SQLCOMMENTER", false);
     ProcessingConfig {
         span_attributes,
         slow_threshold,
@@ -50,6 +53,9 @@ pub fn processing(r: &mut Reader<'_>) -> ProcessingConfig {
         capture_request_headers,
         capture_response_headers,
         keep_errors_and_slow,
+        db_slow_threshold,
+        db_query_max_len,
+        db_sqlcommenter,
     }
 }
 

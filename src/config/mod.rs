@@ -127,6 +127,13 @@ pub struct ProcessingConfig {
     pub capture_response_headers: Vec<String>,
     /// With a ratio sampler, still export local roots that end in error or are slow.
     pub keep_errors_and_slow: bool,
+    /// Database spans: their own slow threshold (`FERROTEL_DB_SLOW_THRESHOLD_MS`).
+    pub db_slow_threshold: Duration,
+    /// The longest sanitised `db.query.text` kept, in bytes (`FERROTEL_DB_QUERY_TEXT_MAX_LENGTH`);
+    /// 0: no query text at all (`FERROTEL_DB_QUERY_TEXT=false`).
+    pub db_query_max_len: usize,
+    /// Append a `traceparent` comment to SQL statements (sqlcommenter; `FERROTEL_DB_SQLCOMMENTER`).
+    pub db_sqlcommenter: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

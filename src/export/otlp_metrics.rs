@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
 
 use super::otlp::key_values;
 use crate::metrics::snapshot::{Labels, Snapshot};
-use crate::metrics::DURATION_BOUNDS;
+use crate::metrics::{DB_DURATION_BOUNDS, DURATION_BOUNDS};
 use crate::resource::Resource;
 
 const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
@@ -20,9 +20,9 @@ fn attrs(labels: &Labels) -> Vec<KeyValue> {
     labels
         .iter()
         .map(|(k, v)| {
-            // Status codes are integers in the semantic conventions.
+            // Status codes and ports are integers in the semantic conventions.
             let value = match (k.as_str(), v.parse::<i64>()) {
-                ("http.response.status_code", Ok(i)) => any_value::Value::IntValue(i),
+                ("http.response.status_code" | "server.port", Ok(i)) => any_value::Value::IntValue(i),
                 _ => any_value::Value::StringValue(v.clone()),
             };
             KeyValue { key: k.clone(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
@@ -50,15 +50,13 @@ fn sum(name: &str, description: &str, unit: &str, monotonic: bool, data_points: 
     }
 }
 
-pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest {
-    let mut metrics = Vec::new();
-    metrics.push(Metric {
-        name: "http.server.request.duration".into(),
-        description: "Duration of HTTP server requests.".into(),
+fn histogram(s: &Snapshot, name: &str, description: &str, series: &[crate::metrics::snapshot::Histogram], bounds: &[f64]) -> Metric {
+    Metric {
+        name: name.into(),
+        description: description.into(),
         unit: "s".into(),
         data: Some(metric::Data::Histogram(Histogram {
-            data_points: s
-                .durations
+            data_points: series
                 .iter()
                 .map(|h| HistogramDataPoint {
                     attributes: attrs(&h.labels),
@@ -67,14 +65,22 @@ pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest 
                     count: h.count,
                     sum: Some(h.sum),
                     bucket_counts: h.counts.clone(),
-                    explicit_bounds: DURATION_BOUNDS.to_vec(),
+                    explicit_bounds: bounds.to_vec(),
                     ..Default::default()
                 })
                 .collect(),
             aggregation_temporality: CUMULATIVE,
         })),
         ..Default::default()
-    });
+    }
+}
+
+pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest {
+    let mut metrics = Vec::new();
+    metrics.push(histogram(s, "http.server.request.duration", "Duration of HTTP server requests.", &s.durations, &DURATION_BOUNDS));
+    if !s.db_durations.is_empty() {
+        metrics.push(histogram(s, "db.client.operation.duration", "Duration of database client operations.", &s.db_durations, &DB_DURATION_BOUNDS));
+    }
     let active = s.active.iter().map(|g| point(s, attrs(&g.labels), g.value)).collect();
     metrics.push(sum("http.server.active_requests", "Number of active HTTP server requests.", "{request}", false, active));
     let slow = s.slow.iter().map(|c| point(s, attrs(&c.labels), c.value as i64)).collect();

@@ -83,6 +83,20 @@ impl<'a, 'py> Args<'a, 'py> {
         unsafe { vectorcall(self.py, callable.as_ptr(), self.args, self.nargs, kwnames) }
     }
 
+    /// Call `callable` with these arguments, but positional argument `i` replaced by `value`
+    /// (as passed: when the caller gave fewer, or passed it by keyword, unchanged).
+    pub fn call_with_positional(&self, callable: &Bound<'py, PyAny>, i: usize, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        if i >= self.nargs {
+            return self.call(callable);
+        }
+        // SAFETY: as in `positional`.
+        let mut array: Vec<*mut PyObject> = (0..self.nargs + self.nkw()).map(|j| unsafe { *self.args.add(j) }).collect();
+        array[i] = value.as_ptr();
+        let kwnames = self.kwnames.as_ref().map_or(std::ptr::null_mut(), |k| k.as_ptr());
+        // SAFETY: `array` borrows from the caller's array and from `value`, alive for the call.
+        unsafe { vectorcall(self.py, callable.as_ptr(), array.as_ptr(), self.nargs, kwnames) }
+    }
+
     /// Call `callable` with these arguments, but the keyword argument `name` set to `value`
     /// (added when the caller did not pass it).
     pub fn call_with_keyword(&self, callable: &Bound<'py, PyAny>, name: &str, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {

@@ -31,6 +31,12 @@ impl Span {
         Span { context, baggage, record: Mutex::new(recording.then_some(record)), active: active.filter(|_| recording) }
     }
 
+    /// A handle for a record a hook already counted as started (`pipeline::note_started`).
+    pub fn recorded(record: SpanRecord) -> Self {
+        let context = record.context();
+        Span { context, baggage: None, record: Mutex::new(Some(record)), active: None }
+    }
+
     /// A handle that only carries an identity (and baggage): another tracer's span or a remote
     /// parent made current through the OpenTelemetry API, so spans started under it are its
     /// children. Records nothing and counts as no started span.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::snapshot::{Labels, Snapshot};
-use super::DURATION_BOUNDS;
+use super::{DB_DURATION_BOUNDS, DURATION_BOUNDS};
 
 /// The directory the processes of one agent start-up share.
 pub fn shared_dir(origin_pid: u32, port: u16) -> PathBuf {
@@ -77,19 +77,25 @@ fn number(v: f64) -> String {
     }
 }
 
-/// Prometheus text exposition format 0.0.4.
-pub fn render(s: &Snapshot) -> String {
-    let mut out = String::with_capacity(4096);
-    let name = "http_server_request_duration_seconds";
-    let _ = writeln!(out, "# HELP {name} Duration of HTTP server requests.\n# TYPE {name} histogram");
-    for h in &s.durations {
+fn histogram(out: &mut String, name: &str, help: &str, series: &[super::snapshot::Histogram], bounds: &[f64]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for h in series {
         let mut cumulative = 0;
-        for (i, bound) in DURATION_BOUNDS.iter().chain(std::iter::once(&f64::INFINITY)).enumerate() {
+        for (i, bound) in bounds.iter().chain(std::iter::once(&f64::INFINITY)).enumerate() {
             cumulative += h.counts.get(i).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}_bucket{} {cumulative}", label_text(&h.labels, Some(("le", &number(*bound)))));
         }
         let _ = writeln!(out, "{name}_sum{} {}", label_text(&h.labels, None), number(h.sum));
         let _ = writeln!(out, "{name}_count{} {}", label_text(&h.labels, None), h.count);
+    }
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(4096);
+    histogram(&mut out, "http_server_request_duration_seconds", "Duration of HTTP server requests.", &s.durations, &DURATION_BOUNDS);
+    if !s.db_durations.is_empty() {
+        histogram(&mut out, "db_client_operation_duration_seconds", "Duration of database client operations.", &s.db_durations, &DB_DURATION_BOUNDS);
     }
     let name = "http_server_active_requests";
     let _ = writeln!(out, "# HELP {name} Number of active HTTP server requests.\n# TYPE {name} gauge");

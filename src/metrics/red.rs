@@ -1,14 +1,18 @@
-//! The RED aggregator: runs on the export thread and sees every finished server span (sampled or
-//! not, filtered or not) after enrichment, so counts equal requests served.
+//! The RED aggregator: runs on the export thread and sees every finished span (sampled or not,
+//! filtered or not) after enrichment, so counts equal requests served and statements run. What a
+//! span counts in is decided by its family: HTTP server spans (and API-bridge SERVER spans that
+//! carry an HTTP method) feed the HTTP server metrics, database spans
+//! `db.client.operation.duration`; a SERVER span of another family (gRPC, a queue consumer) is
+//! not an HTTP request.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use super::snapshot::{Counter, Gauge, Histogram, Labels, Snapshot};
-use super::{active, DURATION_BOUNDS};
+use super::{active, DB_DURATION_BOUNDS, DURATION_BOUNDS};
 use crate::processors::{errors, slow};
-use crate::semconv as sc;
-use crate::span::{now_ns, SpanKind, SpanRecord, Value};
+use crate::semconv::{self as sc, db};
+use crate::span::{now_ns, Family, SpanKind, SpanRecord, Value};
 
 /// Series found by a fingerprint of their label values, so observing a span allocates nothing
 /// once its series exists (the hot case); the labels are built only for a new series.
@@ -91,10 +95,37 @@ struct Buckets {
     count: u64,
 }
 
+impl Buckets {
+    fn add(&mut self, bounds: &[f64], seconds: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; bounds.len() + 1];
+        }
+        let bucket = bounds.iter().position(|b| seconds <= *b).unwrap_or(bounds.len());
+        self.counts[bucket] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// The `db.client.operation.duration` attributes (sorted by key), from the conventions.
+const DB_KEYS: [&str; 10] = [
+    db::DB_COLLECTION_NAME,
+    db::DB_NAMESPACE,
+    db::DB_OPERATION_NAME,
+    db::DB_QUERY_SUMMARY,
+    db::DB_RESPONSE_STATUS_CODE,
+    db::DB_STORED_PROCEDURE_NAME,
+    db::DB_SYSTEM_NAME,
+    sc::ERROR_TYPE,
+    sc::SERVER_ADDRESS,
+    sc::SERVER_PORT,
+];
+
 #[derive(Default)]
 pub struct Red {
     start_ns: u64,
     durations: Series<Buckets>,
+    db_durations: Series<Buckets>,
     slow: Series<u64>,
     errors: Series<u64>,
 }
@@ -105,20 +136,25 @@ impl Red {
     }
 
     pub fn observe(&mut self, span: &SpanRecord) {
-        if span.kind != SpanKind::Server {
-            return;
+        match (span.family, span.kind) {
+            (Family::Db, _) => self.observe_db(span),
+            (Family::Http, SpanKind::Server) => self.observe_http_server(span),
+            (Family::Other, SpanKind::Server) if span.get(sc::HTTP_REQUEST_METHOD).is_some() => self.observe_http_server(span),
+            _ => {}
         }
+    }
+
+    fn observe_db(&mut self, span: &SpanRecord) {
+        let seconds = span.end_ns.saturating_sub(span.start_ns) as f64 / 1e9;
+        let pairs = DB_KEYS.map(|k| (k, value(span, k)));
+        self.db_durations.get(&pairs).add(&DB_DURATION_BOUNDS, seconds);
+    }
+
+    fn observe_http_server(&mut self, span: &SpanRecord) {
         let seconds = span.end_ns.saturating_sub(span.start_ns) as f64 / 1e9;
         let keys = [sc::ERROR_TYPE, sc::HTTP_REQUEST_METHOD, sc::HTTP_RESPONSE_STATUS_CODE, sc::HTTP_ROUTE, sc::URL_SCHEME];
         let pairs = keys.map(|k| (k, value(span, k)));
-        let h = self.durations.get(&pairs);
-        if h.counts.is_empty() {
-            h.counts = vec![0; DURATION_BOUNDS.len() + 1];
-        }
-        let bucket = DURATION_BOUNDS.iter().position(|b| seconds <= *b).unwrap_or(DURATION_BOUNDS.len());
-        h.counts[bucket] += 1;
-        h.sum += seconds;
-        h.count += 1;
+        self.durations.get(&pairs).add(&DURATION_BOUNDS, seconds);
         if slow::is_slow(span) {
             *self.slow.get(&[(sc::HTTP_REQUEST_METHOD, value(span, sc::HTTP_REQUEST_METHOD)), (sc::HTTP_ROUTE, value(span, sc::HTTP_ROUTE))]) += 1;
         }
@@ -139,13 +175,11 @@ impl Red {
             v.sort_by(|a, b| a.labels.cmp(&b.labels));
             v
         };
-        let mut durations: Vec<Histogram> = self
-            .durations
-            .items
-            .iter()
-            .map(|(l, b)| Histogram { labels: l.clone(), counts: b.counts.clone(), sum: b.sum, count: b.count })
-            .collect();
-        durations.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let histograms = |m: &Series<Buckets>| {
+            let mut v: Vec<Histogram> = m.items.iter().map(|(l, b)| Histogram { labels: l.clone(), counts: b.counts.clone(), sum: b.sum, count: b.count }).collect();
+            v.sort_by(|a, b| a.labels.cmp(&b.labels));
+            v
+        };
         let active = active::read()
             .into_iter()
             .map(|(m, s, v)| Gauge { labels: vec![(sc::HTTP_REQUEST_METHOD.into(), m.into()), (sc::URL_SCHEME.into(), s.into())], value: v })
@@ -154,7 +188,8 @@ impl Red {
             pid: std::process::id(),
             start_ns: self.start_ns,
             time_ns: now_ns(),
-            durations,
+            durations: histograms(&self.durations),
+            db_durations: histograms(&self.db_durations),
             slow: counters(&self.slow),
             errors: counters(&self.errors),
             active,

@@ -44,6 +44,9 @@ pub struct Snapshot {
     pub start_ns: u64,
     pub time_ns: u64,
     pub durations: Vec<Histogram>,
+    /// `db.client.operation.duration` (buckets of `DB_DURATION_BOUNDS`).
+    #[serde(default)]
+    pub db_durations: Vec<Histogram>,
     pub slow: Vec<Counter>,
     pub errors: Vec<Counter>,
     pub active: Vec<Gauge>,
@@ -54,18 +57,8 @@ impl Snapshot {
     /// Add `other` into `self`, series by series. `live` says whether `other`'s process is still
     /// running: a dead process's counters stay (they are cumulative), its gauges do not.
     pub fn merge(&mut self, other: &Snapshot, live: bool) {
-        for h in &other.durations {
-            match self.durations.iter_mut().find(|x| x.labels == h.labels) {
-                Some(x) => {
-                    for (a, b) in x.counts.iter_mut().zip(&h.counts) {
-                        *a += b;
-                    }
-                    x.sum += h.sum;
-                    x.count += h.count;
-                }
-                None => self.durations.push(h.clone()),
-            }
-        }
+        merge_histograms(&mut self.durations, &other.durations);
+        merge_histograms(&mut self.db_durations, &other.db_durations);
         merge_counters(&mut self.slow, &other.slow);
         merge_counters(&mut self.errors, &other.errors);
         if live {
@@ -83,6 +76,21 @@ impl Snapshot {
         s.dropped_filtered += o.dropped_filtered;
         s.dropped_sampled_out += o.dropped_sampled_out;
         s.export_failures += o.export_failures;
+    }
+}
+
+fn merge_histograms(into: &mut Vec<Histogram>, from: &[Histogram]) {
+    for h in from {
+        match into.iter_mut().find(|x| x.labels == h.labels) {
+            Some(x) => {
+                for (a, b) in x.counts.iter_mut().zip(&h.counts) {
+                    *a += b;
+                }
+                x.sum += h.sum;
+                x.count += h.count;
+            }
+            None => into.push(h.clone()),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The span processing chain: runs on the export thread after a span ends, in this order:
 //!
+//! 0. `db`         — database statements: sanitised text, summary and name (always, first);
 //! 1. `redact`     — mask sensitive query values and captured header values;
 //! 2. `attributes` — add the configured custom attributes;
 //! 3. `slow`       — flag spans over the (global or per-route) threshold;
@@ -14,6 +15,7 @@
 //! Each processor is small and stateless after construction; the chain is built from config.
 
 mod attributes;
+mod db;
 pub mod errors;
 mod filter;
 mod limits;
@@ -45,6 +47,7 @@ pub struct Chain {
 impl Chain {
     pub fn new(c: &ProcessingConfig, limits: &crate::config::limits::Limits) -> Self {
         let mut enrich: Vec<Box<dyn SpanProcessor>> = Vec::new();
+        enrich.push(Box::new(db::Queries::new(c.db_query_max_len)));
         if !c.redact_query_keys.is_empty() || !c.redact_headers.is_empty() {
             enrich.push(Box::new(redact::Redact::new(c)));
         }
@@ -90,6 +93,7 @@ pub(crate) mod test_support {
     /// A finished, sampled server span for `route` that took `ms` milliseconds.
     pub fn server_span(route: &str, ms: u64) -> SpanRecord {
         let mut s = SpanRecord::start(String::new(), SpanKind::Server, Scope::fixed("t"), None, TraceId::random(), crate::span::Head::Sampled);
+        s.family = crate::span::Family::Http;
         s.set(sc::HTTP_REQUEST_METHOD, "GET");
         s.set(sc::HTTP_ROUTE, route);
         s.set(sc::URL_PATH, route);

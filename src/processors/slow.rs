@@ -1,13 +1,14 @@
 //! Slow-operation detection: a span at least as long as its threshold gets `ferrotel.slow=true`
 //! and `ferrotel.slow.threshold_ms`. The threshold is the first `FERROTEL_SLOW_ROUTES` glob that
 //! matches the span's route (or its path when it has none), else `FERROTEL_SLOW_THRESHOLD_MS`.
+//! Database spans have a threshold of their own, `FERROTEL_DB_SLOW_THRESHOLD_MS`.
 
 use std::time::Duration;
 
 use super::{glob, DropReason, SpanProcessor};
 use crate::config::ProcessingConfig;
 use crate::semconv as sc;
-use crate::span::{SpanRecord, Value};
+use crate::span::{Family, SpanRecord, Value};
 
 pub const SLOW: &str = "ferrotel.slow";
 pub const SLOW_THRESHOLD_MS: &str = "ferrotel.slow.threshold_ms";
@@ -15,14 +16,18 @@ pub const SLOW_THRESHOLD_MS: &str = "ferrotel.slow.threshold_ms";
 pub struct Slow {
     global: Duration,
     routes: Vec<(String, Duration)>,
+    db: Duration,
 }
 
 impl Slow {
     pub fn new(c: &ProcessingConfig) -> Self {
-        Slow { global: c.slow_threshold, routes: c.slow_routes.clone() }
+        Slow { global: c.slow_threshold, routes: c.slow_routes.clone(), db: c.db_slow_threshold }
     }
 
     pub fn threshold(&self, span: &SpanRecord) -> Duration {
+        if span.family == Family::Db {
+            return self.db;
+        }
         let target = match span.get(sc::HTTP_ROUTE).or_else(|| span.get(sc::URL_PATH)) {
             Some(Value::Str(s)) => s.as_str(),
             _ => return self.global,

@@ -186,4 +186,4 @@ def _otel_fields(record):
 
 
 def _otel_modules(sys):
-    return sorted(m for m in sys.modules if m.startswith("opentelemetry") or m.startswith("ferrotel.hooks.otel"))
+    return sorted(m for m in sys.modules if m.startswith("opentelemetry") or m.startswith("ferrotel.hooks.otel.otel_api"))

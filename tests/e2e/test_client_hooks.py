@@ -157,7 +157,7 @@ conn.close()
 def test_methods_wrapped_by_someone_else_get_the_native_hooks(install):
     body = r"""
 import functools, importlib.util, http.client
-from ferrotel.hooks import http_client as hook
+from ferrotel.hooks.http_clients import http_client as hook
 
 # A second copy of http.client whose endheaders someone (another tool) wrapped with (*args, **kwargs)
 # before ferrotel saw it: the Python wrappers, which mirror the methods' signatures, do not fit.

@@ -156,7 +156,7 @@ def test_log_records_are_exported(operator_install, receiver):
 
 def test_no_export_unless_switched_on(operator_install, receiver):
     script = (
-        "import json, logging; from ferrotel import _native; from ferrotel.hooks import logging_hook\n"
+        "import json, logging; from ferrotel import _native; from ferrotel.hooks.otel import logging_hook\n"
         "logging.getLogger('x').error('e'); _native.flush(3000)\n"
         "print(json.dumps({'handler': logging_hook.handler is not None, 'root': [type(h).__name__ for h in logging.getLogger().handlers]}))"
     )

@@ -172,7 +172,7 @@ STARTUP_PROBE = """
 import json, sys
 before = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
 import logging, flask
-after = sorted(m for m in sys.modules if m.startswith("opentelemetry") or m.startswith("ferrotel.hooks.otel"))
+after = sorted(m for m in sys.modules if m.startswith("opentelemetry") or m.startswith("ferrotel.hooks.otel.otel_api"))
 print(json.dumps({"agent": "ferrotel._native" in sys.modules, "before": before, "after": after}))
 """
 

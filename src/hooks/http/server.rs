@@ -3,14 +3,14 @@
 
 use pyo3::prelude::*;
 
-use super::span::Span;
+use crate::hooks::span::Span;
 use crate::agent::Agent;
 use crate::context::propagation::Extracted;
 use crate::context::TraceId;
 use crate::metrics::active;
 use crate::sampler::Sampler;
 use crate::semconv as sc;
-use crate::span::{Scope, SpanKind, SpanRecord, Value};
+use crate::span::{Family, Scope, SpanKind, SpanRecord, Value};
 
 /// A server span for a request whose propagation headers gave `extracted`; `fill` adds the
 /// request's attributes (only called when the span records).
@@ -26,6 +26,7 @@ pub fn start<'py>(
     let head = agent.sampler.decide(parent, trace_id);
     let recording = agent.records(head);
     let mut rec = SpanRecord::start(String::new(), SpanKind::Server, scope.clone(), parent, trace_id, head);
+    rec.family = Family::Http;
     let mut slot = None;
     if recording {
         fill(&mut rec)?;

@@ -8,12 +8,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyIterator, PyString, PyTuple};
 
-use super::capi;
-use super::current;
+use crate::hooks::capi;
+use crate::hooks::current;
 use super::server;
-use super::guard::{self, quietly};
+use crate::hooks::guard::{self, quietly};
 use crate::config::TestFault;
-use super::span::Span;
+use crate::hooks::span::Span;
 use crate::agent::{self, Agent};
 use crate::context::propagation::{self, Header};
 use crate::semconv::{self as sc};

@@ -4,7 +4,7 @@ The route template comes from ``scope["route"]`` (set by Starlette's router) und
 prefixes the request went through; see ``src/hooks/asgi.rs``.
 """
 
-from ferrotel.hooks.asgi import instrument_middleware_stack
+from ferrotel.hooks.servers.asgi import instrument_middleware_stack
 
 
 def instrument(applications):

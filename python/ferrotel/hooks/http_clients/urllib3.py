@@ -23,7 +23,7 @@ marker = None
 
 def instrument(urllib3):
     global marker
-    from ferrotel.hooks.http_client import excluder
+    from ferrotel.hooks.http_clients.http_client import excluder
 
     connection = urllib3.connection.HTTPConnection
     if connection.__dict__.get("_ferrotel_span", None) is False:

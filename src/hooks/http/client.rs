@@ -26,42 +26,22 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use once_cell::sync::OnceCell;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use super::capi;
-use super::current;
-use super::guard::quietly;
-use super::method::{fast_function, Args, Around, MethodHook};
-use super::span::Span;
+use crate::hooks::capi;
+use crate::hooks::current;
+use crate::hooks::guard::quietly;
+use crate::hooks::method::{fast_function, Args, Around, MethodHook};
+use crate::hooks::span::Span;
 use crate::agent;
-use crate::config::InstrumentationConfig;
 use crate::context::propagation::{self, Header};
 use crate::context::TraceId;
 use crate::sampler::Sampler;
 use crate::semconv as sc;
-use crate::span::{Scope, SpanKind, SpanRecord};
-
-static INSTRUMENTATION: OnceCell<InstrumentationConfig> = OnceCell::new();
-
-/// Called once by `start` with the configuration it read.
-pub fn configure(c: &InstrumentationConfig) {
-    let _ = INSTRUMENTATION.set(c.clone());
-}
-
-/// `(enabled, excluded-URL regexes)` for the instrumentation upstream calls `name` (`urllib`,
-/// `urllib3`, `requests`, `httpx`, ...), from `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS` and
-/// `OTEL_PYTHON_<NAME>_EXCLUDED_URLS` / `OTEL_PYTHON_EXCLUDED_URLS`.
-#[pyfunction]
-pub fn instrumentation(name: &str) -> (bool, Vec<String>) {
-    match INSTRUMENTATION.get() {
-        Some(c) => (c.enabled(name), c.excluded_urls(name).to_vec()),
-        None => (true, Vec::new()),
-    }
-}
+use crate::span::{Family, Scope, SpanKind, SpanRecord};
 
 /// One instrumentation's settings: its scope and its URL exclusion.
 struct Profile {
@@ -114,6 +94,7 @@ fn begin<'py>(py: Python<'py>, profile: &Profile, out: Outgoing<'_>) -> PyResult
     let recording = agent.records(head);
     let name = sc::client_span_name(out.method).to_string();
     let mut rec = SpanRecord::start(name, SpanKind::Client, profile.scope.clone(), parent_ctx, trace_id, head);
+    rec.family = Family::Http;
     if recording {
         sc::set_method(&mut rec, out.method);
         let absolute = if out.target.starts_with('/') { None } else { sc::url_origin(&url) };

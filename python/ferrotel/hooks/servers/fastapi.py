@@ -6,7 +6,7 @@ endpoints run in anyio's thread pool with a copy of the request's context, so th
 current there as well.
 """
 
-from ferrotel.hooks.asgi import instrument_middleware_stack
+from ferrotel.hooks.servers.asgi import instrument_middleware_stack
 
 
 def instrument(applications):

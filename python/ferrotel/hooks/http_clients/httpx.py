@@ -19,7 +19,7 @@ from ferrotel import _native
 
 
 def instrument(httpx):
-    from ferrotel.hooks.http_client import excluder
+    from ferrotel.hooks.http_clients.http_client import excluder
 
     enabled, excluded = _native.instrumentation("httpx")
     if not enabled:
@@ -61,7 +61,7 @@ def instrument_httpcore(httpcore):
     import sys
     import types
 
-    from ferrotel.hooks.http_client import parameters
+    from ferrotel.hooks.http_clients.http_client import parameters
 
     h11 = sys.modules.get("h11")
     if h11 is None or not callable(getattr(getattr(h11, "Connection", None), "send", None)):

@@ -1,7 +1,8 @@
 //! HTTP semantic conventions (stable, v1.2x): the rules that turn request facts into span
-//! attributes, names and status. Pure Rust, shared by every server and client hook.
+//! attributes, names and status. Pure Rust, shared by every HTTP server and client hook.
 
-use crate::span::{Event, SpanRecord, Status, Text, Value};
+use super::ERROR_TYPE;
+use crate::span::{SpanRecord, Status, Text, Value};
 
 pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
 pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
@@ -10,12 +11,9 @@ pub const HTTP_ROUTE: &str = "http.route";
 pub const URL_PATH: &str = "url.path";
 pub const URL_QUERY: &str = "url.query";
 pub const URL_SCHEME: &str = "url.scheme";
-pub const SERVER_ADDRESS: &str = "server.address";
-pub const SERVER_PORT: &str = "server.port";
 pub const CLIENT_ADDRESS: &str = "client.address";
 pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
 pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
-pub const ERROR_TYPE: &str = "error.type";
 
 const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
 
@@ -114,28 +112,6 @@ pub fn forwarded_client(forwarded: Option<&str>, x_forwarded_for: Option<&str>) 
     x_forwarded_for.and_then(|x| x.split(',').next()).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-/// Describe an exception: its qualified type name, message and formatted traceback.
-pub struct ExceptionInfo {
-    pub type_name: String,
-    pub message: String,
-    pub stacktrace: String,
-}
-
-/// Record an exception as the spec's `exception` event, mark the span as failed with its type.
-pub fn record_exception(span: &mut SpanRecord, e: ExceptionInfo, time_ns: u64) {
-    span.status = Status::Error(if e.message.is_empty() { e.type_name.clone() } else { format!("{}: {}", e.type_name, e.message) });
-    span.set(ERROR_TYPE, e.type_name.clone());
-    span.events.push(Event {
-        name: "exception".into(),
-        time_ns,
-        attributes: vec![
-            ("exception.type".into(), Value::Str(e.type_name.into())),
-            ("exception.message".into(), Value::Str(e.message.into())),
-            ("exception.stacktrace".into(), Value::Str(e.stacktrace.into())),
-        ],
-    });
-}
-
 /// Close a server span: status code attribute, error rules (5xx is an error on a server span,
 /// 4xx is not), and the name from method and route.
 pub fn finish_server_span(span: &mut SpanRecord, status: Option<i64>) {
@@ -156,6 +132,7 @@ pub fn finish_server_span(span: &mut SpanRecord, status: Option<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::semconv::{record_exception, ExceptionInfo};
     use crate::context::TraceId;
     use crate::span::{Scope, SpanKind};
 

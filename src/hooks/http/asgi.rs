@@ -24,9 +24,9 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyString, PyTuple};
 
-use super::current;
-use super::guard::quietly;
-use super::span::Span;
+use crate::hooks::current;
+use crate::hooks::guard::quietly;
+use crate::hooks::span::Span;
 use crate::agent::{self, Agent};
 use crate::context::propagation::{self, Header};
 use crate::semconv as sc;
@@ -34,7 +34,7 @@ use crate::span::{now_ns, Scope, SpanKind, SpanRecord, Value};
 
 /// The UTF-8 text of a Python string, borrowed (owned only for strings with lone surrogates).
 fn text<'a>(s: &'a Bound<'_, PyString>) -> std::borrow::Cow<'a, str> {
-    match super::capi::utf8(s) {
+    match crate::hooks::capi::utf8(s) {
         Some(t) => std::borrow::Cow::Borrowed(t),
         None => std::borrow::Cow::Owned(s.to_string_lossy().into_owned()),
     }

@@ -1,0 +1,219 @@
+"""Every instrumentation ferrotel has, in one list: the README's table of supported libraries is
+made from it (``python -m ferrotel._registry``; a test checks the README), and the import hook
+installs from it.
+
+An entry names the instrumentation as the pure-Python agent does (the names
+``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` takes), its family, the library and the versions it is
+tested with, and its triggers: when the application imports a trigger module, the hook function
+named beside it (``"<module under ferrotel.hooks>:<function>"``, a string, so nothing is imported
+before the application imports the library) is called with the freshly imported module.
+
+The enable gate is the import hook's (``_importhook._run``): a disabled instrumentation's hooks are
+never called. ``gate=False`` marks hooks that read several names themselves (urllib3 traces
+requests too).
+"""
+
+SERVERS = "HTTP servers"
+HTTP_CLIENTS = "HTTP clients"
+DATABASES = "Databases and caches"
+CONCURRENCY = "Context propagation"
+TELEMETRY = "Application telemetry"
+
+FAMILIES = (SERVERS, HTTP_CLIENTS, DATABASES, CONCURRENCY, TELEMETRY)
+
+
+class Instrumentation:
+    __slots__ = ("name", "family", "library", "tested", "triggers", "min_version", "gate", "spans")
+
+    def __init__(self, name, family, library, tested, triggers, spans, min_version=None, gate=True):
+        self.name = name
+        self.family = family
+        self.library = library
+        self.tested = tested
+        self.triggers = triggers
+        self.spans = spans
+        self.min_version = min_version
+        self.gate = gate
+
+
+INSTRUMENTATIONS = (
+    # HTTP servers (SERVER spans; ferrotel.wsgi.Middleware and ferrotel.asgi for anything else).
+    Instrumentation(
+        "flask", SERVERS, "Flask", "3.0, 3.1", {"flask": "servers.flask:instrument"}, "SERVER, route templates"
+    ),
+    Instrumentation(
+        "django",
+        SERVERS,
+        "Django (WSGI and ASGI)",
+        "4.2, 5.x",
+        {
+            "django.core.handlers.wsgi": "servers.django:instrument_wsgi",
+            "django.core.handlers.base": "servers.django:instrument_base",
+            "django.core.handlers.exception": "servers.django:instrument_exception",
+        },
+        "SERVER, route templates",
+    ),
+    Instrumentation(
+        "starlette",
+        SERVERS,
+        "Starlette",
+        "0.37+",
+        {"starlette.applications": "servers.starlette:instrument"},
+        "SERVER, route templates",
+    ),
+    Instrumentation(
+        "fastapi",
+        SERVERS,
+        "FastAPI",
+        "0.110+",
+        {"fastapi.applications": "servers.fastapi:instrument"},
+        "SERVER, route templates",
+    ),
+    Instrumentation(
+        "asgi",
+        SERVERS,
+        "uvicorn, hypercorn (any ASGI app)",
+        "uvicorn 0.29+, hypercorn 0.16+",
+        {"uvicorn.config": "servers.asgi:instrument_uvicorn", "hypercorn.app_wrappers": "servers.asgi:instrument_hypercorn"},
+        "SERVER",
+    ),
+    # Outgoing HTTP calls (CLIENT spans, context injected).
+    Instrumentation(
+        "urllib",
+        HTTP_CLIENTS,
+        "http.client, urllib.request (standard library)",
+        "3.9-3.13",
+        {"http.client": "http_clients.http_client:instrument"},
+        "CLIENT, propagation",
+        gate=False,
+    ),
+    Instrumentation(
+        "urllib3", HTTP_CLIENTS, "urllib3", "1.26, 2.x", {"urllib3": "http_clients.urllib3:instrument"}, "CLIENT, propagation", gate=False
+    ),
+    Instrumentation(
+        "requests",
+        HTTP_CLIENTS,
+        "requests",
+        "2.28+",
+        {"requests": "http_clients.urllib3:instrument_requests"},
+        "CLIENT, propagation (through urllib3)",
+        gate=False,
+    ),
+    Instrumentation(
+        "httpx",
+        HTTP_CLIENTS,
+        "httpx (sync and async)",
+        "0.27+",
+        {"httpx": "http_clients.httpx:instrument", "httpcore": "http_clients.httpx:instrument_httpcore"},
+        "CLIENT, propagation",
+        gate=False,
+    ),
+    # Databases and caches (CLIENT spans, db.client.operation.duration).
+    Instrumentation(
+        "sqlite3",
+        DATABASES,
+        "sqlite3 (standard library)",
+        "3.9-3.13",
+        {"sqlite3": "databases.sqlite3:instrument"},
+        "CLIENT per statement",
+    ),
+    Instrumentation(
+        "psycopg",
+        DATABASES,
+        "psycopg 3 (sync and async)",
+        "3.1+",
+        {"psycopg": "databases.psycopg:instrument"},
+        "CLIENT per statement",
+        min_version="3.1",
+    ),
+    Instrumentation(
+        "psycopg2", DATABASES, "psycopg2", "2.9", {"psycopg2": "databases.psycopg2:instrument"}, "CLIENT per statement", min_version="2.8"
+    ),
+    Instrumentation(
+        "pymysql", DATABASES, "PyMySQL", "1.1", {"pymysql": "databases.pymysql:instrument"}, "CLIENT per statement", min_version="1.0"
+    ),
+    Instrumentation(
+        "mysqlclient",
+        DATABASES,
+        "mysqlclient (MySQLdb)",
+        "2.2",
+        {"MySQLdb": "databases.mysqlclient:instrument"},
+        "CLIENT per statement",
+    ),
+    Instrumentation(
+        "asyncpg", DATABASES, "asyncpg", "0.29+", {"asyncpg": "databases.asyncpg:instrument"}, "CLIENT per statement", min_version="0.27"
+    ),
+    Instrumentation(
+        "sqlalchemy",
+        DATABASES,
+        "SQLAlchemy (Core and ORM)",
+        "1.4, 2.0, 2.1",
+        {"sqlalchemy.engine.default": "databases.sqlalchemy:instrument"},
+        "CLIENT per statement, only over drivers not hooked above",
+        min_version="1.4",
+    ),
+    Instrumentation(
+        "redis",
+        DATABASES,
+        "redis-py (sync and asyncio)",
+        "5.x, 6.x",
+        {"redis.client": "databases.redis:instrument", "redis.asyncio.client": "databases.redis:instrument_asyncio"},
+        "CLIENT per command; a pipeline is one span",
+        min_version="4.0",
+    ),
+    # The active span follows work handed to other threads.
+    Instrumentation(
+        "threading",
+        CONCURRENCY,
+        "threading, concurrent.futures (standard library)",
+        "3.9-3.13",
+        {"threading": "concurrency.threading:instrument_threading", "concurrent.futures.thread": "concurrency.threading:instrument_executor"},
+        "none: parents spans made in threads and executors",
+    ),
+    # What the application records itself.
+    Instrumentation(
+        "logging",
+        TELEMETRY,
+        "logging (standard library)",
+        "3.9-3.13",
+        {"logging": "otel.logging_hook:instrument", "logging.config": "otel.logging_hook:instrument_config"},
+        "trace ids on records; OTLP logs (opt-in)",
+    ),
+    Instrumentation(
+        "opentelemetry_api",
+        TELEMETRY,
+        "opentelemetry-api (the app's own spans)",
+        "1.28, 1.45",
+        {"opentelemetry.trace": "otel.otel_api:instrument"},
+        "the app's spans, in the same traces",
+        gate=False,
+    ),
+)
+
+
+def triggers():
+    """``{trigger module: [(instrumentation, "module:function"), ...]}``."""
+    out = {}
+    for inst in INSTRUMENTATIONS:
+        for module, target in inst.triggers.items():
+            out.setdefault(module, []).append((inst, target))
+    return out
+
+
+def markdown_table():
+    """The README's table of supported libraries."""
+    lines = [
+        "| family | library | tested | instrumentation name | what it makes |",
+        "|---|---|---|---|---|",
+    ]
+    for family in FAMILIES:
+        for inst in INSTRUMENTATIONS:
+            if inst.family == family:
+                lines.append("| %s | %s | %s | `%s` | %s |" % (family, inst.library, inst.tested, inst.name, inst.spans))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(markdown_table())

@@ -1,0 +1,177 @@
+"""The DB-API 2.0 (PEP 249) layer every SQL driver configures in a few lines.
+
+A driver module says which classes to hook and how to describe a connection; this module does
+the rest, the same way for every driver:
+
+- sync methods (``execute``, ``executemany``, ``callproc``) become native hooks
+  (``_native.DbHook.wrap``): no Python frame, the caller's arguments passed on untouched, the
+  driver's return value and exception returned as they were, ``__wrapped__`` kept;
+- async methods get a coroutine function of a few lines around the native ``start``/``end``/
+  ``fail``;
+- classes the driver implements in C (``sqlite3``, ``psycopg2``) cannot be patched: the
+  connection and cursor the application gets are instances of subclasses made here, with the
+  same names, so ``isinstance`` checks and the driver's own C code keep working.
+
+Each connection's fixed facts (``db.namespace``, ``server.address``/``port``) are described once,
+by the driver's ``describe(connection)``, and kept on the connection as ``_ferrotel_db``.
+"""
+
+from ferrotel import _native
+
+DbConnection = _native.DbConnection
+
+
+def hook(
+    name,
+    system,
+    describe=None,
+    connection_attr="connection",
+    query_keyword="query",
+    cache_on_connection=True,
+    cache_on_object=True,
+    nested_executemany=False,
+):
+    """The native hook for one driver (`name` is the instrumentation's, e.g. ``psycopg``).
+
+    `describe(connection)` gives the connection's ``DbConnection``; `connection_attr` is where a
+    cursor keeps its connection (None: the hooked objects are connections); the ``cache_*`` flags
+    say where the description may be kept (off for classes with ``__slots__``);
+    `nested_executemany`: the driver's ``executemany`` calls its own ``execute``."""
+    return _native.DbHook(
+        "ferrotel." + name, system, describe, connection_attr, query_keyword, cache_on_connection, cache_on_object, nested_executemany
+    )
+
+
+def hooked(method):
+    return isinstance(method, _native.MethodHook) or getattr(method, "_ferrotel", False)
+
+
+def mark(*classes):
+    """Class-level defaults, so looking the facts up on an instance never raises."""
+    for cls in classes:
+        try:
+            if "_ferrotel_db" not in cls.__dict__:
+                cls._ferrotel_db = None
+            if "_ferrotel_batch" not in cls.__dict__:
+                cls._ferrotel_batch = False
+        except (TypeError, AttributeError):  # an immutable type: the lookups fall back
+            pass
+
+
+def patch(cls, db_hook, methods):
+    """Replace sync methods of `cls` by native hooks; `methods` maps a method name to how its
+    arguments read (``execute``, ``executemany``, ``callproc``, ``command``)."""
+    mark(cls)
+    for name, call in methods.items():
+        original = getattr(cls, name, None)
+        if original is None or hooked(original):
+            continue
+        setattr(cls, name, db_hook.wrap(name, original, call))
+
+
+def _batch_size(seq):
+    return len(seq) if isinstance(seq, (list, tuple)) else -1
+
+
+def _async_wrapper(original, functions, call):
+    start, _, end, fail = functions
+
+    if call == "executemany":
+
+        async def wrapper(self, query, *args, **kwargs):
+            span = start(self, query, _batch_size(args[0]) if args else -1)
+            if span is None:
+                return await original(self, query, *args, **kwargs)
+            try:
+                result = await original(self, query, *args, **kwargs)
+            except BaseException as exc:
+                fail(span, exc)
+                raise
+            end(span)
+            return result
+
+    else:
+
+        async def wrapper(self, query, *args, **kwargs):
+            span = start(self, query, -1)
+            if span is None:
+                return await original(self, query, *args, **kwargs)
+            try:
+                result = await original(self, query, *args, **kwargs)
+            except BaseException as exc:
+                fail(span, exc)
+                raise
+            end(span)
+            return result
+
+    return wrapper
+
+
+def patch_async(cls, db_hook, methods, functions=None):
+    """The same for coroutine methods (``execute``/``executemany`` kinds only)."""
+    mark(cls)
+    functions = functions or db_hook.functions()
+    for name, call in methods.items():
+        original = cls.__dict__.get(name) or getattr(cls, name, None)
+        if original is None or hooked(original):
+            continue
+        wrapper = _async_wrapper(original, functions, call)
+        wrapper.__name__ = getattr(original, "__name__", name)
+        wrapper.__qualname__ = getattr(original, "__qualname__", name)
+        wrapper.__doc__ = getattr(original, "__doc__", None)
+        wrapper.__wrapped__ = original
+        wrapper._ferrotel = True
+        setattr(cls, name, wrapper)
+
+
+def subclass(base, namespace):
+    """A subclass of the driver's C class `base` with its name, module and doc, plus `namespace`."""
+    ns = {"__module__": base.__module__, "__qualname__": base.__qualname__, "__doc__": base.__doc__, "_ferrotel_db": None, "_ferrotel_batch": False}
+    ns.update(namespace)
+    return type(base.__name__, (base,), ns)
+
+
+class TracedClasses:
+    """Traced subclasses of a driver's C classes, made once per class (the application may bring
+    its own connection or cursor factory: it gets a traced subclass of that)."""
+
+    def __init__(self, make):
+        self._make = make
+        self._made = {}
+
+    def __call__(self, cls):
+        if getattr(cls, "_ferrotel_traced", False):
+            return cls
+        traced = self._made.get(cls)
+        if traced is None:
+            traced = self._made[cls] = self._make(cls)
+            traced._ferrotel_traced = True
+        return traced
+
+
+def wrap_function(module, name, make):
+    """Replace the function `module.name` by ``make(original)``, keeping ``__wrapped__``."""
+    original = getattr(module, name, None)
+    if original is None or getattr(original, "_ferrotel", False):
+        return None
+    wrapper = make(original)
+    wrapper.__name__ = getattr(original, "__name__", name)
+    wrapper.__qualname__ = getattr(original, "__qualname__", name)
+    wrapper.__doc__ = getattr(original, "__doc__", None)
+    wrapper.__wrapped__ = original
+    wrapper._ferrotel = True
+    setattr(module, name, wrapper)
+    return wrapper
+
+
+def text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def port(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
