@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 DIST   := dist/autoinstrumentation
 CARGO  ?= cargo
 
-.PHONY: all demo test test-rust test-python test-venvs dist venv preload bench bench-profile clean deploy-tools
+.PHONY: all demo test test-rust test-python test-venvs dist venv preload bench bench-profile clean deploy-tools db-servers
 
 all: dist
 
@@ -84,7 +84,16 @@ test-venvs: $(foreach v,$(APP_VENVS),.venvs/app-$(v)/.ready)
 	.venvs/app-$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-test-python: dist deploy-tools test-venvs
+# Real database servers for tests/databases (PostgreSQL, MariaDB, Redis; RabbitMQ best effort),
+# installed from Debian's packages when missing, never started as services: the tests start their
+# own on loopback ports. mysqlclient builds against libmariadb (installed here too): best effort,
+# its tests skip and say why when it is absent.
+db-servers: venv
+	@sh tests/support/install-dbservers.sh
+	@$(PY) -c "import MySQLdb" 2>/dev/null || $(PY) -m pip install --quiet mysqlclient \
+	  || echo "mysqlclient could not be built; its database tests will skip"
+
+test-python: dist deploy-tools test-venvs db-servers
 	$(PY) -m pytest tests -q
 
 test: test-rust test-python
@@ -105,6 +114,8 @@ bench: dist
 	FERROTEL_DIST=$(DIST) $(PY) bench/client.py | tee bench/results/client.md
 	@echo; echo "== logging: cost per log record (correlation fields, OTLP export)"
 	$(PY) bench/logging_cost.py | tee bench/results/logging.md
+	@echo; echo "== databases: one statement with and without the agent (sqlite3, redis)"
+	FERROTEL_DIST=$(DIST) $(PY) bench/db.py | tee bench/results/db.md
 
 # Instructions per request under callgrind (ferrotel vs no agent), for profiling the request path.
 bench-profile: dist

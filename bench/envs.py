@@ -34,8 +34,11 @@ UPSTREAM_PACKAGES = [
     "opentelemetry-distro",
     "opentelemetry-exporter-otlp",
     "opentelemetry-instrumentation-flask",
+    # Database hooks (bench/db.py); the distro loads them, but a Flask request touches neither.
+    "opentelemetry-instrumentation-sqlite3",
+    "opentelemetry-instrumentation-redis",
 ]
-PINNED_FROM_PROJECT = ["flask", "werkzeug", "gunicorn"]
+PINNED_FROM_PROJECT = ["flask", "werkzeug", "gunicorn", "redis"]
 
 NO_AGENT, FERROTEL, UPSTREAM = "no agent", "ferrotel", "pure-Python"
 CONFIG_NAMES = [NO_AGENT, FERROTEL, UPSTREAM]

@@ -17,6 +17,8 @@ from support.operator import install_like_operator  # noqa: E402
 from support.otlp_receiver import Receiver  # noqa: E402
 from support.processes import GunicornLauncher  # noqa: E402
 
+pytest_plugins = ["support.db_fixtures"]  # real database servers, one of each per session
+
 
 @pytest.fixture(scope="session")
 def dist_dir() -> Path:

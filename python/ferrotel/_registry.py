@@ -137,7 +137,7 @@ INSTRUMENTATIONS = (
         DATABASES,
         "mysqlclient (MySQLdb)",
         "2.2",
-        {"MySQLdb": "databases.mysqlclient:instrument"},
+        {"MySQLdb.connections": "databases.mysqlclient:instrument_connections", "MySQLdb.cursors": "databases.mysqlclient:instrument_cursors"},
         "CLIENT per statement",
     ),
     Instrumentation(

@@ -347,9 +347,14 @@ fn batch_size(v: Option<Borrowed<'_, '_, PyAny>>) -> Option<i64> {
 }
 
 /// A database error's response code: SQLSTATE (psycopg, psycopg2, asyncpg), SQLite's result
-/// code, MySQL's error number (the first argument), or a redis error prefix (`WRONGTYPE`).
+/// code, MySQL's and MariaDB's error number (the first argument, as their conventions say; not
+/// the SQLSTATE PyMySQL also carries), or a redis error prefix (`WRONGTYPE`).
 fn response_code(system: &str, exc: &Bound<'_, PyAny>) -> Option<String> {
     let py = exc.py();
+    if matches!(system, "mysql" | "mariadb") {
+        let first = exc.getattr(intern!(py, "args")).ok()?.get_item(0).ok()?;
+        return first.extract::<i64>().ok().map(|n| n.to_string());
+    }
     for attr in [intern!(py, "sqlstate"), intern!(py, "pgcode"), intern!(py, "sqlite_errorcode")] {
         if let Ok(v) = exc.getattr(attr) {
             if let Ok(s) = v.cast::<PyString>() {
@@ -364,11 +369,6 @@ fn response_code(system: &str, exc: &Bound<'_, PyAny>) -> Option<String> {
     }
     unsafe { pyo3::ffi::PyErr_Clear() };
     match system {
-        "mysql" | "mariadb" => {
-            let args = exc.getattr(intern!(py, "args")).ok()?;
-            let first = args.get_item(0).ok()?;
-            first.extract::<i64>().ok().map(|n| n.to_string())
-        }
         "redis" => {
             let msg = exc.str().ok()?.to_string();
             let word = msg.split_whitespace().next()?;

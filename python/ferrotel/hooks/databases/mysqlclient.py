@@ -25,8 +25,23 @@ def describe(conn):
     return dbapi.DbConnection(dbapi.text(args.get("database", args.get("db"))), dbapi.text(host) or "localhost", port, system)
 
 
-def instrument(MySQLdb):
-    connection = MySQLdb.connections.Connection
+def instrument_cursors(cursors):
+    """Called with ``MySQLdb.cursors`` (MySQLdb imports it, and its connections module, lazily)."""
+    dbapi.patch(cursors.BaseCursor, _hook(), STATEMENTS)
+
+
+_hooks = []
+
+
+def _hook():
+    if not _hooks:
+        _hooks.append(dbapi.hook("mysqlclient", "mysql", describe, nested_executemany=True))
+    return _hooks[0]
+
+
+def instrument_connections(connections):
+    """Called with ``MySQLdb.connections``: keep each connection's arguments (not its credentials)."""
+    connection = connections.Connection
     dbapi.mark(connection)
     original_init = connection.__init__
     if not getattr(original_init, "_ferrotel", False):
@@ -46,5 +61,3 @@ def instrument(MySQLdb):
         __init__.__wrapped__ = original_init
         __init__._ferrotel = True
         connection.__init__ = __init__
-    db_hook = dbapi.hook("mysqlclient", "mysql", describe, nested_executemany=True)
-    dbapi.patch(MySQLdb.cursors.BaseCursor, db_hook, STATEMENTS)

@@ -1,0 +1,67 @@
+"""The database test app (FastAPI) for the async drivers: asyncpg, psycopg's async connection
+and redis' asyncio client. Each request carries a marker `n` that goes into its statement as a
+parameter, so the test can tell which query belongs to which request."""
+
+import os
+
+from fastapi import FastAPI
+
+app = FastAPI()
+_pool = None
+
+
+async def pool():
+    global _pool
+    import asyncpg
+
+    if _pool is None:
+        _pool = await asyncpg.create_pool(os.environ["FERROTEL_TEST_PG_DSN"], min_size=1, max_size=8)
+    return _pool
+
+
+@app.get("/asyncpg/{n}")
+async def asyncpg_route(n: int):
+    import asyncio
+
+    p = await pool()
+    async with p.acquire() as conn:
+        await conn.fetchval("SELECT $1::int + 0", n)
+        await asyncio.sleep(0.02)  # the other requests' queries run meanwhile
+        await conn.fetch("SELECT pg_sleep(0.01), $1::int", n)
+    return {"n": n}
+
+
+@app.get("/asyncpg-error")
+async def asyncpg_error():
+    import asyncpg
+
+    p = await pool()
+    try:
+        await p.fetch("SELECT * FROM ferrotel_no_such_table")
+    except asyncpg.UndefinedTableError:
+        return {"error": True}
+    return {"error": False}
+
+
+@app.get("/psycopg-async/{n}")
+async def psycopg_async(n: int):
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(os.environ["FERROTEL_TEST_PG_DSN"]) as conn:
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT %s::int", (n,))
+            await cur.fetchall()
+        await conn.execute("SELECT 1")
+    return {"n": n}
+
+
+@app.get("/redis-async/{n}")
+async def redis_async(n: int):
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(os.environ["FERROTEL_TEST_REDIS_URL"])
+    await client.set(f"ferrotel:async:{n}", n)
+    async with client.pipeline(transaction=True) as pipe:
+        await pipe.get(f"ferrotel:async:{n}").incr("ferrotel:async:count").execute()
+    await client.aclose()
+    return {"n": n}
