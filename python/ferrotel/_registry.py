@@ -1,5 +1,5 @@
 """Every instrumentation ferrotel has, in one list: the README's table of supported libraries is
-made from it (``python -m ferrotel._registry``; a test checks the README), and the import hook
+made from it (``python3 python/ferrotel/_registry.py``; a test checks the README), and the import hook
 installs from it.
 
 An entry names the instrumentation as the pure-Python agent does (the names
@@ -121,7 +121,7 @@ INSTRUMENTATIONS = (
         "psycopg",
         DATABASES,
         "psycopg 3 (sync and async)",
-        "3.1+",
+        "3.3",
         {"psycopg": "databases.psycopg:instrument"},
         "CLIENT per statement",
         min_version="3.1",
@@ -130,24 +130,24 @@ INSTRUMENTATIONS = (
         "psycopg2", DATABASES, "psycopg2", "2.9", {"psycopg2": "databases.psycopg2:instrument"}, "CLIENT per statement", min_version="2.8"
     ),
     Instrumentation(
-        "pymysql", DATABASES, "PyMySQL", "1.1", {"pymysql": "databases.pymysql:instrument"}, "CLIENT per statement", min_version="1.0"
+        "pymysql", DATABASES, "PyMySQL", "1.2", {"pymysql": "databases.pymysql:instrument"}, "CLIENT per statement", min_version="1.0"
     ),
     Instrumentation(
         "mysqlclient",
         DATABASES,
         "mysqlclient (MySQLdb)",
-        "2.2",
+        "2.3",
         {"MySQLdb.connections": "databases.mysqlclient:instrument_connections", "MySQLdb.cursors": "databases.mysqlclient:instrument_cursors"},
         "CLIENT per statement",
     ),
     Instrumentation(
-        "asyncpg", DATABASES, "asyncpg", "0.29+", {"asyncpg": "databases.asyncpg:instrument"}, "CLIENT per statement", min_version="0.27"
+        "asyncpg", DATABASES, "asyncpg", "0.32", {"asyncpg": "databases.asyncpg:instrument"}, "CLIENT per statement", min_version="0.27"
     ),
     Instrumentation(
         "sqlalchemy",
         DATABASES,
-        "SQLAlchemy (Core and ORM)",
-        "1.4, 2.0, 2.1",
+        "SQLAlchemy 1.4+ (Core and ORM)",
+        "2.1",
         {"sqlalchemy.engine.default": "databases.sqlalchemy:instrument"},
         "CLIENT per statement, only over drivers not hooked above",
         min_version="1.4",
@@ -155,8 +155,8 @@ INSTRUMENTATIONS = (
     Instrumentation(
         "redis",
         DATABASES,
-        "redis-py (sync and asyncio)",
-        "5.x, 6.x",
+        "redis-py 4+ (sync and asyncio)",
+        "8.1",
         {"redis.client": "databases.redis:instrument", "redis.asyncio.client": "databases.redis:instrument_asyncio"},
         "CLIENT per command; a pipeline is one span",
         min_version="4.0",

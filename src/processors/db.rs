@@ -34,17 +34,28 @@ impl Queries {
 impl SpanProcessor for Queries {
     fn process(&self, span: &mut SpanRecord) -> Result<(), DropReason> {
         let Some(raw) = span.raw_query.take() else { return Ok(()) };
+        self.apply(span, raw);
+        if self.max_len == 0 {
+            // FERROTEL_DB_QUERY_TEXT=false: the summary and names, never the text.
+            span.attributes.retain(|(k, _)| k != db::DB_QUERY_TEXT);
+        }
+        Ok(())
+    }
+}
+
+impl Queries {
+    fn apply(&self, span: &mut SpanRecord, raw: Box<str>) {
         let dialect = db::dialect_of(span) as u8;
         if raw.len() > CACHE_MAX_LEN {
             let a = db::analyze(span, &raw, self.max_len);
             db::apply_query(span, &a);
-            return Ok(());
+            return;
         }
         let mut cache = self.cache.borrow_mut();
         let key = (raw, dialect);
         if let Some(a) = cache.get(&key) {
             db::apply_query(span, a);
-            return Ok(());
+            return;
         }
         let a = db::analyze(span, &key.0, self.max_len);
         db::apply_query(span, &a);
@@ -52,7 +63,6 @@ impl SpanProcessor for Queries {
             cache.clear();
         }
         cache.insert(key, a);
-        Ok(())
     }
 }
 

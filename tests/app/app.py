@@ -28,6 +28,18 @@ def user(uid):
     return jsonify({"uid": uid})
 
 
+@app.route("/orders/<int:oid>")
+def order(oid):
+    """Two statements on the standard library's sqlite3: two database spans under the request."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, total REAL)")
+    row = db.execute("SELECT id, total FROM orders WHERE customer = 'alice@example.com' AND id = ?", (oid,)).fetchone()
+    db.close()
+    return jsonify({"order": oid, "found": row is not None})
+
+
 @app.route("/stream")
 def stream():
     def gen():

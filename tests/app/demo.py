@@ -20,7 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DIST = Path(os.environ.get("FERROTEL_DIST", ROOT / "dist" / "autoinstrumentation"))
 APP_DIR = Path(__file__).resolve().parent
-REQUESTS = ["/", "/users/42?x=1", "/slow", "/stream", "/error", "/nope"]
+REQUESTS = ["/", "/users/42?x=1", "/orders/7", "/slow", "/stream", "/error", "/nope"]
+# /orders/7 runs two sqlite3 statements: two database CLIENT spans under its SERVER span.
+DB_SPANS = 2
 # Calls that cross to service B: each adds A's CLIENT span and B's SERVER span to the trace.
 DOWNSTREAM = ["/downstream/requests", "/downstream/httpx"]
 
@@ -100,13 +102,16 @@ def main():
         print(f"\none trace across two services: A's CLIENT span {c['span_id']} ({c['attributes'].get('url.full')})")
         if child:
             print(f"  is the parent of B's SERVER span {child['span_id']} in {child['resource'].get('service.name')}")
+    query = next((s for s in spans if "db.query.text" in s["attributes"] and "SELECT" in s["attributes"]["db.query.text"]), None)
+    if query:
+        print("\na database span in full (the literal 'alice@example.com' never leaves the process):\n" + json.dumps(query, indent=2))
     error = next((s for s in spans if s["status"]["code"] == "ERROR"), None)
     if error:
         print("\nthe /error span in full:\n" + json.dumps(error, indent=2))
     agent_lines = [l for l in other if l.startswith("ferrotel:")]
     if agent_lines:
         print("\nagent messages:\n" + "\n".join(agent_lines))
-    expected = len(REQUESTS) + 3 * len(DOWNSTREAM)
+    expected = len(REQUESTS) + 3 * len(DOWNSTREAM) + DB_SPANS
     if len(spans) != expected:
         sys.exit(f"expected {expected} spans, got {len(spans)}")
 

@@ -31,6 +31,12 @@ async def asyncpg_route(n: int):
     return {"n": n}
 
 
+@app.get("/asyncpg-warmup")
+async def asyncpg_warmup():
+    await pool()
+    return {}
+
+
 @app.get("/asyncpg-error")
 async def asyncpg_error():
     import asyncpg

@@ -293,10 +293,14 @@ def asgi_run(dist_dir, module_receiver, postgres_server, mariadb_server, redis_s
         install = install_like_operator(dist_dir, workdir)
         env = operator_env(install, receiver.endpoint("http/protobuf"), extra=db_env(postgres_server, mariadb_server, redis_server))
         app = launcher.start(GunicornUvicornApp, env, app_dir=APP_DIR, app="asgi_app:app", workers=2)
+        # The first statement of each worker creates its pool (asyncpg's own set-up queries run
+        # in that request): warm both workers up first.
+        for _ in range(6):
+            http_get(app.port, "/asyncpg-warmup")
         paths = [f"/asyncpg/{n}" for n in range(8)] + [f"/psycopg-async/{n}" for n in range(4)] + [f"/redis-async/{n}" for n in range(4)] + ["/asyncpg-error"]
         with ThreadPoolExecutor(8) as pool:
             responses = dict(zip(paths, pool.map(lambda p: http_get(app.port, p), paths)))
-        receiver.wait_for_spans(len(paths), timeout=20, predicate=lambda s: s["kind"] == SPAN_KIND_SERVER)
+        receiver.wait_for_spans(len(paths) + 6, timeout=20, predicate=lambda s: s["kind"] == SPAN_KIND_SERVER)
         assert app.stop() == 0, app.log_text()
         return Run(responses, receiver.spans(), receiver.metrics(), receiver.raw_payloads(), app.log_text())
     finally:

@@ -172,14 +172,6 @@ impl DbHook {
         Ok((f("start", Fn::Start)?, f("start_command", Fn::StartCommand)?, f("end", Fn::End)?, f("fail", Fn::Fail)?))
     }
 
-    /// The `traceparent` comment sqlcommenter appends, for the active span (None: off or no span).
-    fn comment(&self, py: Python<'_>) -> Option<String> {
-        if !registry::database().sqlcommenter {
-            return None;
-        }
-        let span = current::get(py)?;
-        Some(sqlcomment(&span.get().context))
-    }
 }
 
 /// `/*traceparent='00-…-…-01'*/` (sqlcommenter's format: values URL-quoted, in single quotes).

@@ -73,8 +73,15 @@ def _batch_size(seq):
     return len(seq) if isinstance(seq, (list, tuple)) else -1
 
 
+def _comment(span):
+    """sqlcommenter's comment for the statement's own span."""
+    return " /*traceparent='00-%s-%s-%02x'*/" % (span.trace_id, span.span_id, span.trace_flags)
+
+
 def _async_wrapper(original, functions, call):
     start, _, end, fail = functions
+    if _native.database_settings()["sqlcommenter"]:
+        return _commenting_async_wrapper(original, functions, call)
 
     if call == "executemany":
 
@@ -103,6 +110,28 @@ def _async_wrapper(original, functions, call):
                 raise
             end(span)
             return result
+
+    return wrapper
+
+
+def _commenting_async_wrapper(original, functions, call):
+    """FERROTEL_DB_SQLCOMMENTER=true: the statement the driver gets carries its span's context."""
+    start, _, end, fail = functions
+
+    async def wrapper(self, query, *args, **kwargs):
+        size = _batch_size(args[0]) if call == "executemany" and args else -1
+        span = start(self, query, size)
+        if span is None:
+            return await original(self, query, *args, **kwargs)
+        if isinstance(query, str):
+            query = query + _comment(span)
+        try:
+            result = await original(self, query, *args, **kwargs)
+        except BaseException as exc:
+            fail(span, exc)
+            raise
+        end(span)
+        return result
 
     return wrapper
 
