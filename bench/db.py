@@ -17,6 +17,12 @@ Columns: µs per statement (median of rounds) in each process, the difference to
 (the hook's ``__wrapped__`` / the unhooked ``sqlite3.Cursor``), the hook's own cost without the
 process-to-process noise of a few tenths of a µs. The bar (issue 15): ≤ 1.5 µs per statement on
 sqlite3. Reports only: the exit code is 0 whatever the numbers.
+
+With valgrind installed, the sqlite3 statement is also counted in instructions (callgrind, the
+calling thread only, ``PYTHONHASHSEED=0``, GC off, the difference of two loop lengths so start-up
+cancels out): hooked and unhooked cursors in the ferrotel process, and the pure-Python agent's
+hooked statement against no agent. Instruction counts do not move with the machine's load, where
+wall time on a busy 2-vCPU VM does.
 """
 
 from __future__ import annotations
@@ -80,6 +86,58 @@ if paired:
 gc.enable()
 print(json.dumps(out))
 """
+
+
+CALLGRIND_LOOP = r"""
+import gc, sqlite3, sys
+n, plain = int(sys.argv[1]), sys.argv[2] == "plain"
+conn = sqlite3.connect(":memory:")
+cur = sqlite3.Cursor(conn) if plain else conn.cursor()
+execute = cur.execute
+for _ in range(200):
+    execute("SELECT 1")
+gc.disable()
+for _ in range(n):
+    execute("SELECT 1")
+"""
+
+
+def _instructions(python: Path, env: dict, n: int, plain: bool) -> int | None:
+    import glob
+    import re
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}", str(python), "-c", CALLGRIND_LOOP, str(n), "plain" if plain else "hooked"]
+        run = subprocess.run(cmd, env={**env, "PYTHONHASHSEED": "0"}, capture_output=True, text=True, timeout=900)
+        if run.returncode != 0:
+            return None
+        counts = []
+        for f in glob.glob(f"{out}*"):  # one file per thread: the calling thread does the most work
+            text = Path(f).read_text(errors="replace")
+            m = re.search(r"^summary:\s*(\d+)", text, re.M) or re.search(r"^totals:\s*(\d+)", text, re.M)
+            if m:
+                counts.append(int(m.group(1)))
+        return max(counts) if counts else None
+
+
+def callgrind(configs: dict, endpoint: str) -> dict | None:
+    import shutil
+
+    if not shutil.which("valgrind"):
+        return None
+    lengths = (2000, 6000)
+    out = {}
+    for label, cfg, plain in (("no agent", configs[envs.NO_AGENT], False), ("ferrotel unhooked", configs[envs.FERROTEL], True),
+                              ("ferrotel hooked", configs[envs.FERROTEL], False), ("pure-Python hooked", configs[envs.UPSTREAM], False)):
+        env = cfg.env(endpoint, "bench-db")
+        env.update(OTEL_METRICS_EXPORTER="none", OTEL_SEMCONV_STABILITY_OPT_IN="database", OTEL_BSP_MAX_QUEUE_SIZE="100000")
+        counts = [_instructions(cfg.python, env, n, plain) for n in lengths]
+        if None in counts:
+            return None
+        out[label] = (counts[1] - counts[0]) / (lengths[1] - lengths[0])
+    return out
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
@@ -149,7 +207,18 @@ def main() -> int:
         bar = ("≤ 1.5 µs: " + ("met" if shown <= 1.5 else "**not met**")) if lib == "sqlite3" else "-"
         label = "sqlite3 `SELECT 1` (in memory)" if lib == "sqlite3" else "redis `GET` (loopback)"
         print(f"| {label} | {base:.2f} | {ours:.2f} | +{d_ours:.2f} | +{paired:.2f} | {up:.2f} | +{d_up:.2f} | {ratio} | {bar} |")
-    print(json.dumps({"db": results}))
+    profile = callgrind(configs, endpoint)
+    if profile:
+        rate = 7300  # instructions per µs of this machine's CPython (bench/results/client.md)
+        hook = profile["ferrotel hooked"] - profile["ferrotel unhooked"]
+        upstream = profile["pure-Python hooked"] - profile["no agent"]
+        print()
+        print("| sqlite3 `SELECT 1`, instructions per statement (callgrind, calling thread) | no agent | ferrotel unhooked | ferrotel hooked | pure-Python hooked |")
+        print("|---|---|---|---|---|")
+        print(f"| instructions | {profile['no agent']:.0f} | {profile['ferrotel unhooked']:.0f} | {profile['ferrotel hooked']:.0f} | {profile['pure-Python hooked']:.0f} |")
+        print(f"\nferrotel's hook: +{hook:.0f} instructions (~{hook / rate:.2f} µs at {rate} instructions/µs; bar 1.5 µs: "
+              f"{'met' if hook / rate <= 1.5 else 'not met'}); pure-Python agent: +{upstream:.0f} (~{upstream / rate:.1f} µs), {upstream / hook:.0f}× more.")
+    print(json.dumps({"db": results, "db_profile": profile}))
     return 0
 
 
