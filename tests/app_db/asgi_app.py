@@ -61,6 +61,62 @@ async def psycopg_async(n: int):
     return {"n": n}
 
 
+@app.get("/sync-drivers")
+def sync_drivers():
+    """A plain `def` route: FastAPI runs it in anyio's thread pool (with a copy of the request's
+    context), so its statements are children of the request's span too. One statement each."""
+    import sqlite3
+
+    import psycopg
+    import psycopg2
+    import pymysql
+    import redis
+    from sqlalchemy import create_engine, text
+
+    ran = []
+    conn = sqlite3.connect(":memory:")
+    conn.execute("SELECT 1").fetchall()
+    ran.append("ferrotel.sqlite3")
+    with psycopg.connect(os.environ["FERROTEL_TEST_PG_DSN"]) as pg3:
+        pg3.execute("SELECT 1").fetchall()
+    ran.append("ferrotel.psycopg")
+    pg2 = psycopg2.connect(os.environ["FERROTEL_TEST_PG_DSN"])
+    cur = pg2.cursor()
+    cur.execute("SELECT 1")
+    pg2.close()
+    ran.append("ferrotel.psycopg2")
+    my = pymysql.connect(
+        host="127.0.0.1",
+        port=int(os.environ["FERROTEL_TEST_MYSQL_PORT"]),
+        user=os.environ["FERROTEL_TEST_MYSQL_USER"],
+        password=os.environ["FERROTEL_TEST_MYSQL_PASSWORD"],
+        database=os.environ["FERROTEL_TEST_MYSQL_DATABASE"],
+    )
+    my.cursor().execute("SELECT 1")
+    my.close()
+    ran.append("ferrotel.pymysql")
+    try:
+        import MySQLdb
+
+        mc = MySQLdb.connect(
+            host="127.0.0.1",
+            port=int(os.environ["FERROTEL_TEST_MYSQL_PORT"]),
+            user=os.environ["FERROTEL_TEST_MYSQL_USER"],
+            password=os.environ["FERROTEL_TEST_MYSQL_PASSWORD"],
+            database=os.environ["FERROTEL_TEST_MYSQL_DATABASE"],
+        )
+        mc.cursor().execute("SELECT 1")
+        mc.close()
+        ran.append("ferrotel.mysqlclient")
+    except ImportError:
+        pass
+    with create_engine("sqlite://").connect() as sa:
+        sa.execute(text("SELECT 2")).all()
+    redis.Redis.from_url(os.environ["FERROTEL_TEST_REDIS_URL"]).ping()
+    ran.append("ferrotel.redis")
+    return {"ran": ran}
+
+
 @app.get("/redis-async/{n}")
 async def redis_async(n: int):
     import redis.asyncio

@@ -297,7 +297,7 @@ def asgi_run(dist_dir, module_receiver, postgres_server, mariadb_server, redis_s
         # in that request): warm both workers up first.
         for _ in range(6):
             http_get(app.port, "/asyncpg-warmup")
-        paths = [f"/asyncpg/{n}" for n in range(8)] + [f"/psycopg-async/{n}" for n in range(4)] + [f"/redis-async/{n}" for n in range(4)] + ["/asyncpg-error"]
+        paths = [f"/asyncpg/{n}" for n in range(8)] + [f"/psycopg-async/{n}" for n in range(4)] + [f"/redis-async/{n}" for n in range(4)] + ["/asyncpg-error", "/sync-drivers"]
         with ThreadPoolExecutor(8) as pool:
             responses = dict(zip(paths, pool.map(lambda p: http_get(app.port, p), paths)))
         receiver.wait_for_spans(len(paths) + 6, timeout=20, predicate=lambda s: s["kind"] == SPAN_KIND_SERVER)
@@ -332,6 +332,16 @@ def test_psycopg_async(asgi_run):
         children = asgi_run.children(f"/psycopg-async/{n}")
         assert [s["scope_name"] for s in children] == ["ferrotel.psycopg"] * 2, [s["name"] for s in children]
         assert children[0]["attributes"]["db.query.text"] == "SELECT %s::int"
+
+
+def test_sync_drivers_in_fastapi_thread_pool(asgi_run):
+    r = asgi_run.responses["/sync-drivers"]
+    assert r.status == 200, r.body[:500]
+    expected = set(json.loads(r.body)["ran"])
+    scopes = Counter(s["scope_name"] for s in asgi_run.children("/sync-drivers"))
+    assert expected <= set(scopes), scopes
+    ours = [s for s in asgi_run.children("/sync-drivers") if s["scope_name"] == "ferrotel.sqlite3" and s["attributes"]["db.query.text"] == "SELECT ?"]
+    assert len(ours) == 2, "sqlite3 directly and under SQLAlchemy, one span each"
 
 
 def test_redis_asyncio(asgi_run):
