@@ -31,6 +31,16 @@ async def asyncpg_route(n: int):
     return {"n": n}
 
 
+@app.get("/task/{n}")
+async def task(n: int):
+    """Statements in tasks the request creates: each task copies the request's context."""
+    import asyncio
+
+    p = await pool()
+    results = await asyncio.gather(*(asyncio.create_task(p.fetchval("SELECT $1::int * 2", n + i)) for i in range(2)))
+    return {"results": results}
+
+
 @app.get("/asyncpg-warmup")
 async def asyncpg_warmup():
     await pool()
