@@ -423,7 +423,7 @@ impl DbAround {
         let started = quietly("the database hook", || {
             let (statement, batch) = match self.call {
                 Call::Execute => (Statement::Sql(args.get(1, &hook.query_keyword).map(|b| b.to_owned())), None),
-                Call::ExecuteMany => (Statement::Sql(args.get(1, &hook.query_keyword).map(|b| b.to_owned())), batch_size(args.positional(2).or_else(|| args.keyword("seq_of_parameters")).or_else(|| args.keyword("params_seq")).or_else(|| args.keyword("args")))),
+                Call::ExecuteMany => (Statement::Sql(args.get(1, &hook.query_keyword).map(|b| b.to_owned())), batch_size(args.positional(2).or_else(|| args.keyword("seq_of_parameters")).or_else(|| args.keyword("params_seq")).or_else(|| args.keyword("args")).or_else(|| args.keyword("vars_list")))),
                 Call::CallProc => (Statement::Procedure(args.get(1, "procname").map(|b| b.to_owned())), None),
                 Call::Command => {
                     let Some(name) = args.positional(1) else { return Ok(None) };

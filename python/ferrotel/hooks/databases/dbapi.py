@@ -78,79 +78,80 @@ def _comment(span):
     return " /*traceparent='00-%s-%s-%02x'*/" % (span.trace_id, span.span_id, span.trace_flags)
 
 
-def _async_wrapper(original, functions, call):
-    start, _, end, fail = functions
-    if _native.database_settings()["sqlcommenter"]:
-        return _commenting_async_wrapper(original, functions, call)
-
-    if call == "executemany":
-
-        async def wrapper(self, query, *args, **kwargs):
-            span = start(self, query, _batch_size(args[0]) if args else -1)
-            if span is None:
-                return await original(self, query, *args, **kwargs)
-            try:
-                result = await original(self, query, *args, **kwargs)
-            except BaseException as exc:
-                fail(span, exc)
-                raise
-            end(span)
-            return result
-
-    else:
-
-        async def wrapper(self, query, *args, **kwargs):
-            span = start(self, query, -1)
-            if span is None:
-                return await original(self, query, *args, **kwargs)
-            try:
-                result = await original(self, query, *args, **kwargs)
-            except BaseException as exc:
-                fail(span, exc)
-                raise
-            end(span)
-            return result
-
+def keep(wrapper, original, name=None):
+    """Give `wrapper` the original's name, doc and ``__wrapped__``, and mark it as ours."""
+    wrapper.__name__ = getattr(original, "__name__", name or wrapper.__name__)
+    wrapper.__qualname__ = getattr(original, "__qualname__", name or wrapper.__qualname__)
+    wrapper.__doc__ = getattr(original, "__doc__", None)
+    wrapper.__wrapped__ = original
+    wrapper._ferrotel = True
     return wrapper
 
 
-def _commenting_async_wrapper(original, functions, call):
-    """FERROTEL_DB_SQLCOMMENTER=true: the statement the driver gets carries its span's context."""
-    start, _, end, fail = functions
+def traced(original, begin, end, fail):
+    """A sync wrapper around `original`: ``begin(*args, **kwargs)`` gives the span (or None: call
+    straight through); the result or exception is the original's, unchanged."""
 
-    async def wrapper(self, query, *args, **kwargs):
-        size = _batch_size(args[0]) if call == "executemany" and args else -1
-        span = start(self, query, size)
+    def wrapper(*args, **kwargs):
+        span = begin(*args, **kwargs)
         if span is None:
-            return await original(self, query, *args, **kwargs)
-        if isinstance(query, str):
-            query = query + _comment(span)
+            return original(*args, **kwargs)
         try:
-            result = await original(self, query, *args, **kwargs)
+            result = original(*args, **kwargs)
         except BaseException as exc:
             fail(span, exc)
             raise
         end(span)
         return result
 
-    return wrapper
+    return keep(wrapper, original)
+
+
+def traced_async(original, begin, end, fail, rewrite=None):
+    """The same for a coroutine function. `rewrite(span, args)` may give the arguments the
+    original gets instead (sqlcommenter)."""
+
+    async def wrapper(*args, **kwargs):
+        span = begin(*args, **kwargs)
+        if span is None:
+            return await original(*args, **kwargs)
+        if rewrite is not None:
+            args = rewrite(span, args)
+        try:
+            result = await original(*args, **kwargs)
+        except BaseException as exc:
+            fail(span, exc)
+            raise
+        end(span)
+        return result
+
+    return keep(wrapper, original)
+
+
+def _commented(span, args):
+    """FERROTEL_DB_SQLCOMMENTER=true: the statement the driver gets carries its span's context."""
+    if len(args) > 1 and isinstance(args[1], str):
+        return (args[0], args[1] + _comment(span)) + args[2:]
+    return args
 
 
 def patch_async(cls, db_hook, methods, functions=None):
     """The same for coroutine methods (``execute``/``executemany`` kinds only)."""
     mark(cls)
-    functions = functions or db_hook.functions()
+    start, _, end, fail = functions or db_hook.functions()
+    rewrite = _commented if _native.database_settings()["sqlcommenter"] else None
+
+    def one(self, query, *args, **kwargs):
+        return start(self, query, -1)
+
+    def batch(self, query, *args, **kwargs):
+        return start(self, query, _batch_size(args[0]) if args else -1)
+
     for name, call in methods.items():
         original = cls.__dict__.get(name) or getattr(cls, name, None)
         if original is None or hooked(original):
             continue
-        wrapper = _async_wrapper(original, functions, call)
-        wrapper.__name__ = getattr(original, "__name__", name)
-        wrapper.__qualname__ = getattr(original, "__qualname__", name)
-        wrapper.__doc__ = getattr(original, "__doc__", None)
-        wrapper.__wrapped__ = original
-        wrapper._ferrotel = True
-        setattr(cls, name, wrapper)
+        setattr(cls, name, traced_async(original, batch if call == "executemany" else one, end, fail, rewrite))
 
 
 def subclass(base, namespace):
@@ -183,12 +184,7 @@ def wrap_function(module, name, make):
     original = getattr(module, name, None)
     if original is None or getattr(original, "_ferrotel", False):
         return None
-    wrapper = make(original)
-    wrapper.__name__ = getattr(original, "__name__", name)
-    wrapper.__qualname__ = getattr(original, "__qualname__", name)
-    wrapper.__doc__ = getattr(original, "__doc__", None)
-    wrapper.__wrapped__ = original
-    wrapper._ferrotel = True
+    wrapper = keep(make(original), original, name)
     setattr(module, name, wrapper)
     return wrapper
 

@@ -40,31 +40,24 @@ def _hook():
     return dbapi.hook("redis", "redis", describe, connection_attr=None)
 
 
+def _pipeline_begin(start_command, transaction_attr):
+    def begin(self, *args, **kwargs):
+        stack = self.command_stack
+        if not stack:
+            return None
+        return start_command(self, "MULTI" if getattr(self, transaction_attr, False) else "PIPELINE", _pipeline_text(stack), len(stack))
+
+    return begin
+
+
 def instrument(client):
     db_hook = _hook()
     dbapi.mark(client.Redis)
     dbapi.patch(client.Redis, db_hook, {"execute_command": "command"})
     _, start_command, end, fail = db_hook.functions()
     pipeline = client.Pipeline
-    original = pipeline.execute
-    if getattr(original, "_ferrotel", False):
-        return
-
-    def execute(self, *args, **kwargs):
-        stack = self.command_stack
-        span = start_command(self, "MULTI" if getattr(self, "transaction", False) else "PIPELINE", _pipeline_text(stack), len(stack)) if stack else None
-        if span is None:
-            return original(self, *args, **kwargs)
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException as exc:
-            fail(span, exc)
-            raise
-        end(span)
-        return result
-
-    _keep(execute, original)
-    pipeline.execute = execute
+    if not getattr(pipeline.execute, "_ferrotel", False):
+        pipeline.execute = dbapi.traced(pipeline.execute, _pipeline_begin(start_command, "transaction"), end, fail)
 
 
 def instrument_asyncio(client):
@@ -72,46 +65,12 @@ def instrument_asyncio(client):
     dbapi.mark(client.Redis)
     _, start_command, end, fail = db_hook.functions()
     redis_cls, pipeline = client.Redis, client.Pipeline
-    command = redis_cls.execute_command
-    if getattr(command, "_ferrotel", False):
+    if getattr(redis_cls.execute_command, "_ferrotel", False):
         return
 
-    async def execute_command(self, *args, **options):
-        span = start_command(self, _command(args), " ".join([_command(args)] + ["?"] * (len(args) - 1)), -1)
-        if span is None:
-            return await command(self, *args, **options)
-        try:
-            result = await command(self, *args, **options)
-        except BaseException as exc:
-            fail(span, exc)
-            raise
-        end(span)
-        return result
+    def begin(self, *args, **options):
+        name = _command(args)
+        return start_command(self, name, " ".join([name] + ["?"] * (len(args) - 1)), -1)
 
-    original = pipeline.execute
-
-    async def execute(self, *args, **kwargs):
-        stack = self.command_stack
-        span = start_command(self, "MULTI" if getattr(self, "is_transaction", False) else "PIPELINE", _pipeline_text(stack), len(stack)) if stack else None
-        if span is None:
-            return await original(self, *args, **kwargs)
-        try:
-            result = await original(self, *args, **kwargs)
-        except BaseException as exc:
-            fail(span, exc)
-            raise
-        end(span)
-        return result
-
-    _keep(execute_command, command)
-    _keep(execute, original)
-    redis_cls.execute_command = execute_command
-    pipeline.execute = execute
-
-
-def _keep(wrapper, original):
-    wrapper.__doc__ = original.__doc__
-    wrapper.__wrapped__ = original
-    wrapper.__name__ = original.__name__
-    wrapper.__qualname__ = original.__qualname__
-    wrapper._ferrotel = True
+    redis_cls.execute_command = dbapi.traced_async(redis_cls.execute_command, begin, end, fail)
+    pipeline.execute = dbapi.traced_async(pipeline.execute, _pipeline_begin(start_command, "is_transaction"), end, fail)

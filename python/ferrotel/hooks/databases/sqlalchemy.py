@@ -33,31 +33,18 @@ def instrument(default):
     db_hook = dbapi.hook("sqlalchemy", "other_sql", connection_attr=None, cache_on_connection=False, cache_on_object=False)
     start, _, end, fail = db_hook.functions()
 
-    def traced(original, batch):
-        def method(self, cursor, statement, *args, **kwargs):
+    def begin(batch):
+        def begin(self, cursor, statement, *args, **kwargs):
             if _driver_traced(cursor):
-                return original(self, cursor, statement, *args, **kwargs)
+                return None
             context = kwargs.get("context", args[-1] if args else None)
-            size = -1
-            if batch and args and isinstance(args[0], (list, tuple)):
-                size = len(args[0])
-            span = start(_describe(self, context), statement, size)
-            if span is None:
-                return original(self, cursor, statement, *args, **kwargs)
-            try:
-                result = original(self, cursor, statement, *args, **kwargs)
-            except BaseException as exc:
-                fail(span, exc)
-                raise
-            end(span)
-            return result
+            size = len(args[0]) if batch and args and isinstance(args[0], (list, tuple)) else -1
+            return start(_describe(self, context), statement, size)
 
-        method.__doc__ = original.__doc__
-        method.__wrapped__ = original
-        method.__name__ = original.__name__
-        method.__qualname__ = original.__qualname__
-        method._ferrotel = True
-        return method
+        return begin
+
+    def traced(original, batch):
+        return dbapi.traced(original, begin(batch), end, fail)
 
     cls.do_execute = traced(cls.do_execute, False)
     cls.do_executemany = traced(cls.do_executemany, True)
