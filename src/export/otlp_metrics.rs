@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
 
 use super::otlp::key_values;
-use crate::metrics::snapshot::{Labels, Snapshot};
+use crate::metrics::snapshot::{Labels, Snapshot, DROP_REASON};
 use crate::metrics::DURATION_BOUNDS;
 use crate::resource::Resource;
 
@@ -86,10 +86,7 @@ pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest 
     metrics.push(sum("ferrotel.spans.started", "Spans started by the agent.", "{span}", true, one(st.spans_started)));
     metrics.push(sum("ferrotel.spans.exported", "Spans exported successfully.", "{span}", true, one(st.spans_exported)));
     metrics.push(sum("ferrotel.export.failures", "Failed export requests.", "{request}", true, one(st.export_failures)));
-    let dropped = [("queue_full", st.dropped_queue_full), ("filtered", st.dropped_filtered), ("sampled_out", st.dropped_sampled_out)]
-        .iter()
-        .map(|(reason, v)| point(s, attrs(&vec![("reason".to_string(), reason.to_string())]), *v as i64))
-        .collect();
+    let dropped = st.dropped().iter().map(|(reason, v)| point(s, attrs(&vec![(DROP_REASON.to_string(), reason.to_string())]), *v as i64)).collect();
     metrics.push(sum("ferrotel.spans.dropped", "Spans not exported, by reason.", "{span}", true, dropped));
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {

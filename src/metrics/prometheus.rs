@@ -16,7 +16,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::snapshot::{Labels, Snapshot};
+use super::snapshot::{Labels, Snapshot, DROP_REASON};
 use super::DURATION_BOUNDS;
 
 /// The directory the processes of one agent start-up share.
@@ -115,8 +115,8 @@ pub fn render(s: &Snapshot) -> String {
     }
     let name = "ferrotel_spans_dropped_total";
     let _ = writeln!(out, "# HELP {name} Spans not exported, by reason.\n# TYPE {name} counter");
-    for (reason, v) in [("queue_full", st.dropped_queue_full), ("filtered", st.dropped_filtered), ("sampled_out", st.dropped_sampled_out)] {
-        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
+    for (reason, v) in st.dropped() {
+        let _ = writeln!(out, "{name}{} {v}", label_text(&vec![(DROP_REASON.to_string(), reason.to_string())], None));
     }
     out
 }
@@ -182,7 +182,7 @@ mod tests {
         assert!(text.contains("le=\"+Inf\"} 3"));
         assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/a\\\"b\"} 3"));
         assert!(text.contains("ferrotel_http_server_slow_requests_total{http_request_method=\"GET\",http_route=\"/a\\\"b\"} 1"));
-        assert!(text.contains("ferrotel_spans_dropped_total{reason=\"queue_full\"} 0"));
+        assert!(text.contains("ferrotel_spans_dropped_total{ferrotel_drop_reason=\"queue_full\"} 0"));
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct Gauge {
     pub value: i64,
 }
 
+/// The attribute of `ferrotel.spans.dropped` (Prometheus label `ferrotel_drop_reason`); it was the
+/// un-namespaced `reason` before the project's registry (`semconv/ferrotel.yaml`).
+pub const DROP_REASON: &str = "ferrotel.drop.reason";
+
 /// The agent's own counters (self-telemetry).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SelfStats {
@@ -36,6 +40,13 @@ pub struct SelfStats {
     pub dropped_filtered: u64,
     pub dropped_sampled_out: u64,
     pub export_failures: u64,
+}
+
+impl SelfStats {
+    /// `ferrotel.spans.dropped`, one value per `ferrotel.drop.reason` (its registry members).
+    pub fn dropped(&self) -> [(&'static str, u64); 3] {
+        [("queue_full", self.dropped_queue_full), ("filtered", self.dropped_filtered), ("sampled_out", self.dropped_sampled_out)]
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

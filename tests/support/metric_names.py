@@ -28,11 +28,12 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     # Self-telemetry of the agent.
     "ferrotel_spans_started_total": (COUNTER, ()),
     "ferrotel_spans_exported_total": (COUNTER, ()),
-    "ferrotel_spans_dropped_total": (COUNTER, ("reason",)),
+    "ferrotel_spans_dropped_total": (COUNTER, ("ferrotel_drop_reason",)),
     "ferrotel_export_failures_total": (COUNTER, ()),
 }
 
-# Values of ferrotel_spans_dropped_total{reason=...}.
+# Values of ferrotel_spans_dropped_total{ferrotel_drop_reason=...} (the label was ``reason`` before
+# the project's registry, semconv/ferrotel.yaml, namespaced it).
 DROP_REASONS = ("queue_full", "filtered", "sampled_out")
 
 # Labels every series carries once scraped (target labels), and the histogram's bucket label.
