@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
 
 use super::otlp::key_values;
-use crate::metrics::snapshot::{Labels, Snapshot, DROP_REASON};
+use crate::metrics::snapshot::{self, Labels, Snapshot, DROP_REASON};
 use crate::metrics::DURATION_BOUNDS;
 use crate::resource::Resource;
 
@@ -20,9 +20,9 @@ fn attrs(labels: &Labels) -> Vec<KeyValue> {
     labels
         .iter()
         .map(|(k, v)| {
-            // Status codes are integers in the semantic conventions.
+            // Status codes and ports are integers in the semantic conventions.
             let value = match (k.as_str(), v.parse::<i64>()) {
-                ("http.response.status_code", Ok(i)) => any_value::Value::IntValue(i),
+                ("http.response.status_code" | "server.port", Ok(i)) => any_value::Value::IntValue(i),
                 _ => any_value::Value::StringValue(v.clone()),
             };
             KeyValue { key: k.clone(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
@@ -50,15 +50,13 @@ fn sum(name: &str, description: &str, unit: &str, monotonic: bool, data_points: 
     }
 }
 
-pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest {
-    let mut metrics = Vec::new();
-    metrics.push(Metric {
-        name: "http.server.request.duration".into(),
-        description: "Duration of HTTP server requests.".into(),
+fn histogram(s: &Snapshot, name: &str, description: &str, series: &[snapshot::Histogram]) -> Metric {
+    Metric {
+        name: name.into(),
+        description: description.into(),
         unit: "s".into(),
         data: Some(metric::Data::Histogram(Histogram {
-            data_points: s
-                .durations
+            data_points: series
                 .iter()
                 .map(|h| HistogramDataPoint {
                     attributes: attrs(&h.labels),
@@ -74,7 +72,15 @@ pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest 
             aggregation_temporality: CUMULATIVE,
         })),
         ..Default::default()
-    });
+    }
+}
+
+pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest {
+    let mut metrics = Vec::new();
+    metrics.push(histogram(s, "http.server.request.duration", "Duration of HTTP server requests.", &s.durations));
+    if !s.client_durations.is_empty() {
+        metrics.push(histogram(s, "http.client.request.duration", "Duration of HTTP client requests.", &s.client_durations));
+    }
     let active = s.active.iter().map(|g| point(s, attrs(&g.labels), g.value)).collect();
     metrics.push(sum("http.server.active_requests", "Number of active HTTP server requests.", "{request}", false, active));
     let slow = s.slow.iter().map(|c| point(s, attrs(&c.labels), c.value as i64)).collect();
@@ -98,5 +104,38 @@ pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest 
             }],
             schema_url: String::new(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::snapshot::{Histogram as H, SelfStats};
+
+    fn metric<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
+        req.resource_metrics[0].scope_metrics[0].metrics.iter().find(|m| m.name == name)
+    }
+
+    #[test]
+    fn names_units_and_attribute_types_follow_the_registries() {
+        let labels: Labels = vec![
+            ("http.request.method".into(), "GET".into()),
+            ("http.response.status_code".into(), "200".into()),
+            ("server.address".into(), "api".into()),
+            ("server.port".into(), "8080".into()),
+        ];
+        let h = H { labels, counts: vec![1; DURATION_BOUNDS.len() + 1], sum: 1.0, count: 15 };
+        let s = Snapshot { client_durations: vec![h], stats: SelfStats { dropped_filtered: 2, ..Default::default() }, ..Default::default() };
+        let req = encode(&s, &Resource::default());
+        let client = metric(&req, "http.client.request.duration").expect("client duration");
+        assert_eq!(client.unit, "s");
+        let Some(metric::Data::Histogram(hist)) = &client.data else { panic!("not a histogram") };
+        let int = |key: &str| hist.data_points[0].attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.clone()).and_then(|v| v.value);
+        assert_eq!(int("server.port"), Some(any_value::Value::IntValue(8080)));
+        assert_eq!(int("http.response.status_code"), Some(any_value::Value::IntValue(200)));
+        let Some(metric::Data::Sum(dropped)) = &metric(&req, "ferrotel.spans.dropped").unwrap().data else { panic!("not a sum") };
+        let keys: Vec<&str> = dropped.data_points.iter().flat_map(|p| p.attributes.iter().map(|kv| kv.key.as_str())).collect();
+        assert_eq!(keys, vec!["ferrotel.drop.reason"; 3]);
+        assert!(metric(&encode(&Snapshot::default(), &Resource::default()), "http.client.request.duration").is_none(), "no calls, no metric");
     }
 }

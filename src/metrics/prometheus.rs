@@ -80,16 +80,20 @@ fn number(v: f64) -> String {
 /// Prometheus text exposition format 0.0.4.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
-    let name = "http_server_request_duration_seconds";
-    let _ = writeln!(out, "# HELP {name} Duration of HTTP server requests.\n# TYPE {name} histogram");
-    for h in &s.durations {
-        let mut cumulative = 0;
-        for (i, bound) in DURATION_BOUNDS.iter().chain(std::iter::once(&f64::INFINITY)).enumerate() {
-            cumulative += h.counts.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{} {cumulative}", label_text(&h.labels, Some(("le", &number(*bound)))));
+    for (name, help, series) in [
+        ("http_server_request_duration_seconds", "Duration of HTTP server requests.", &s.durations),
+        ("http_client_request_duration_seconds", "Duration of HTTP client requests.", &s.client_durations),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for h in series {
+            let mut cumulative = 0;
+            for (i, bound) in DURATION_BOUNDS.iter().chain(std::iter::once(&f64::INFINITY)).enumerate() {
+                cumulative += h.counts.get(i).copied().unwrap_or(0);
+                let _ = writeln!(out, "{name}_bucket{} {cumulative}", label_text(&h.labels, Some(("le", &number(*bound)))));
+            }
+            let _ = writeln!(out, "{name}_sum{} {}", label_text(&h.labels, None), number(h.sum));
+            let _ = writeln!(out, "{name}_count{} {}", label_text(&h.labels, None), h.count);
         }
-        let _ = writeln!(out, "{name}_sum{} {}", label_text(&h.labels, None), number(h.sum));
-        let _ = writeln!(out, "{name}_count{} {}", label_text(&h.labels, None), h.count);
     }
     let name = "http_server_active_requests";
     let _ = writeln!(out, "# HELP {name} Number of active HTTP server requests.\n# TYPE {name} gauge");
@@ -183,6 +187,16 @@ mod tests {
         assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/a\\\"b\"} 3"));
         assert!(text.contains("ferrotel_http_server_slow_requests_total{http_request_method=\"GET\",http_route=\"/a\\\"b\"} 1"));
         assert!(text.contains("ferrotel_spans_dropped_total{ferrotel_drop_reason=\"queue_full\"} 0"));
+    }
+
+    #[test]
+    fn renders_the_client_duration() {
+        let labels: Labels = vec![("http.request.method".into(), "GET".into()), ("server.address".into(), "api".into()), ("server.port".into(), "443".into())];
+        let mut counts = vec![0; DURATION_BOUNDS.len() + 1];
+        counts[2] = 1;
+        let text = render(&Snapshot { client_durations: vec![Histogram { labels, counts, sum: 0.02, count: 1 }], ..Default::default() });
+        assert!(text.contains("# TYPE http_client_request_duration_seconds histogram"));
+        assert!(text.contains("http_client_request_duration_seconds_count{http_request_method=\"GET\",server_address=\"api\",server_port=\"443\"} 1"));
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct Snapshot {
     pub start_ns: u64,
     pub time_ns: u64,
     pub durations: Vec<Histogram>,
+    /// `http.client.request.duration` (HTTP CLIENT spans); absent in snapshots of older versions.
+    #[serde(default)]
+    pub client_durations: Vec<Histogram>,
     pub slow: Vec<Counter>,
     pub errors: Vec<Counter>,
     pub active: Vec<Gauge>,
@@ -65,18 +68,8 @@ impl Snapshot {
     /// Add `other` into `self`, series by series. `live` says whether `other`'s process is still
     /// running: a dead process's counters stay (they are cumulative), its gauges do not.
     pub fn merge(&mut self, other: &Snapshot, live: bool) {
-        for h in &other.durations {
-            match self.durations.iter_mut().find(|x| x.labels == h.labels) {
-                Some(x) => {
-                    for (a, b) in x.counts.iter_mut().zip(&h.counts) {
-                        *a += b;
-                    }
-                    x.sum += h.sum;
-                    x.count += h.count;
-                }
-                None => self.durations.push(h.clone()),
-            }
-        }
+        merge_histograms(&mut self.durations, &other.durations);
+        merge_histograms(&mut self.client_durations, &other.client_durations);
         merge_counters(&mut self.slow, &other.slow);
         merge_counters(&mut self.errors, &other.errors);
         if live {
@@ -97,6 +90,21 @@ impl Snapshot {
     }
 }
 
+fn merge_histograms(into: &mut Vec<Histogram>, from: &[Histogram]) {
+    for h in from {
+        match into.iter_mut().find(|x| x.labels == h.labels) {
+            Some(x) => {
+                for (a, b) in x.counts.iter_mut().zip(&h.counts) {
+                    *a += b;
+                }
+                x.sum += h.sum;
+                x.count += h.count;
+            }
+            None => into.push(h.clone()),
+        }
+    }
+}
+
 fn merge_counters(into: &mut Vec<Counter>, from: &[Counter]) {
     for c in from {
         match into.iter_mut().find(|x| x.labels == c.labels) {
@@ -114,6 +122,7 @@ mod tests {
         let labels: Labels = vec![("http.route".into(), "/".into())];
         Snapshot {
             durations: vec![Histogram { labels: labels.clone(), counts: vec![n, 0], sum: n as f64, count: n }],
+            client_durations: vec![Histogram { labels: labels.clone(), counts: vec![n, 0], sum: n as f64, count: n }],
             errors: vec![Counter { labels: labels.clone(), value: n }],
             active: vec![Gauge { labels, value: active }],
             stats: SelfStats { spans_started: n, ..Default::default() },
@@ -128,8 +137,17 @@ mod tests {
         total.merge(&snap(2, 5), false);
         assert_eq!(total.durations[0].count, 5);
         assert_eq!(total.durations[0].counts, vec![5, 0]);
+        assert_eq!(total.client_durations[0].count, 5);
         assert_eq!(total.errors[0].value, 5);
         assert_eq!(total.active[0].value, 1, "a dead process's gauge is gone");
         assert_eq!(total.stats.spans_started, 5);
+    }
+
+    #[test]
+    fn reads_snapshots_without_client_durations() {
+        // A snapshot written by an older agent (pre-fork workers of a rolling upgrade).
+        let old = r#"{"pid":1,"start_ns":0,"time_ns":0,"durations":[],"slow":[],"errors":[],"active":[],"stats":{"spans_started":1,"spans_exported":0,"dropped_queue_full":0,"dropped_filtered":0,"dropped_sampled_out":0,"export_failures":0}}"#;
+        let s: Snapshot = serde_json::from_str(old).unwrap();
+        assert!(s.client_durations.is_empty());
     }
 }

@@ -16,11 +16,25 @@ COUNTER = "counter"
 GAUGE = "gauge"
 
 # family -> (type, labels). Counters are named with their ``_total`` sample name; ``error_type``
-# appears on the duration histogram only for failed requests.
+# appears on the duration histograms only for failed requests. The OTLP names, units and attributes
+# behind these are in semconv/ (ferrotel's registry, and the semantic conventions it extends);
+# tests/semconv checks that the ferrotel_* families here match that registry.
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "http_server_request_duration_seconds": (
         HISTOGRAM,
-        ("http_request_method", "http_route", "http_response_status_code", "url_scheme", "error_type"),
+        ("http_request_method", "http_route", "http_response_status_code", "url_scheme", "error_type", "network_protocol_version"),
+    ),
+    "http_client_request_duration_seconds": (
+        HISTOGRAM,
+        (
+            "http_request_method",
+            "server_address",
+            "server_port",
+            "http_response_status_code",
+            "url_scheme",
+            "error_type",
+            "network_protocol_version",
+        ),
     ),
     "http_server_active_requests": (GAUGE, ("http_request_method", "url_scheme")),
     "ferrotel_http_server_slow_requests_total": (COUNTER, ("http_request_method", "http_route")),
