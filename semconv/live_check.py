@@ -146,6 +146,8 @@ def main() -> int:
     ap.add_argument("--report", type=Path, help="also write weaver's JSON report here")
     ap.add_argument("--python", default=sys.executable, help="interpreter of the demos (gunicorn, uvicorn beside it)")
     ap.add_argument("--can-run", action="store_true", help="only say whether the tools are there: exit 0 if so, else 1")
+    ap.add_argument("--upstream-only", action="store_true",
+                    help="check against the semantic conventions alone, without ferrotel's registry (as issue 21 did)")
     args = ap.parse_args()
 
     missing = why_not(args.weaver, args.semconv)
@@ -161,17 +163,20 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="ferrotel-semconv-") as tmp:
         scratch = Path(tmp)
-        registry = local_registry(scratch, args.semconv)
+        if args.upstream_only:
+            registry, label, extra = args.semconv / "model", "$SEMCONV/model", []
+        else:
+            registry, label, extra = local_registry(scratch, args.semconv), "<semconv/ with its dependency at $SEMCONV/model>", ["--include-unreferenced"]
         grpc, admin = free_port(), free_port()
         cmd = [
             weaver, "registry", "live-check",
-            "--registry", str(registry), "--include-unreferenced",
+            "--registry", str(registry), *extra,
             "--input-source", "otlp", "--otlp-grpc-address", "127.0.0.1", "--otlp-grpc-port", str(grpc),
             # Weaver binds its admin endpoint (/health, /stop) on every interface; it is stopped by SIGHUP here.
             "--admin-port", str(admin), "--inactivity-timeout", "600",
             "--format", "json", "--no-stream",
         ]
-        shown = " ".join(c if c != str(registry) else "<semconv/ with its dependency at $SEMCONV/model>" for c in cmd[1:])
+        shown = " ".join(c if c != str(registry) else label for c in cmd[1:])
         print(f"semconv-check: {version}; semantic conventions {args.semconv}/model (pinned {PINNED})")
         print(f"$ weaver {shown}")
         out = open(scratch / "report.json", "w")
