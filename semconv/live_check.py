@@ -160,6 +160,7 @@ def main() -> int:
         print(f"semconv-check: no built agent at {args.dist}: run `make dist` first", file=sys.stderr)
         return 2
     version = subprocess.run([weaver, "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"semconv-check: {version}; semantic conventions {args.semconv}/model (pinned {PINNED})")
 
     with tempfile.TemporaryDirectory(prefix="ferrotel-semconv-") as tmp:
         scratch = Path(tmp)
@@ -167,6 +168,18 @@ def main() -> int:
             registry, label, extra = args.semconv / "model", "$SEMCONV/model", []
         else:
             registry, label, extra = local_registry(scratch, args.semconv), "<semconv/ with its dependency at $SEMCONV/model>", ["--include-unreferenced"]
+        if not args.upstream_only:
+            # The registry itself first: it resolves against the conventions, and their own policies
+            # (the checkout's policies/ folder, when it has one) accept it.
+            check = [weaver, "registry", "check", "--registry", str(registry)]
+            if (args.semconv / "policies").is_dir():
+                check += ["--policy", str(args.semconv / "policies")]
+            print(f"$ weaver registry check --registry {label}" + (" --policy $SEMCONV/policies" if "--policy" in check else ""))
+            result = subprocess.run(check, capture_output=True, text=True, cwd=scratch)
+            if result.returncode != 0:
+                print(result.stdout[-6000:] + result.stderr[-6000:], file=sys.stderr)
+                print("semconv-check: FAILED: weaver does not accept the registry in semconv/", file=sys.stderr)
+                return 1
         grpc, admin = free_port(), free_port()
         cmd = [
             weaver, "registry", "live-check",
@@ -177,7 +190,6 @@ def main() -> int:
             "--format", "json", "--no-stream",
         ]
         shown = " ".join(c if c != str(registry) else label for c in cmd[1:])
-        print(f"semconv-check: {version}; semantic conventions {args.semconv}/model (pinned {PINNED})")
         print(f"$ weaver {shown}")
         out = open(scratch / "report.json", "w")
         err = open(scratch / "weaver.log", "w")
