@@ -2,7 +2,7 @@
 //!
 //! - `active`: `http.server.active_requests`, counted on the request thread (two atomic ops).
 //! - `red`: the export thread's aggregator over finished server spans (duration histogram with
-//!   the semantic-convention buckets, slow and error counters).
+//!   the semantic-convention buckets, slow and error counters) and HTTP client spans (duration).
 //! - `snapshot`: one process's cumulative values, the unit that is merged and exported.
 //! - `prometheus`: text exposition, and the multi-process scrape endpoint (see there).
 

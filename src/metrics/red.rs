@@ -1,5 +1,6 @@
 //! The RED aggregator: runs on the export thread and sees every finished server span (sampled or
-//! not, filtered or not) after enrichment, so counts equal requests served.
+//! not, filtered or not) after enrichment, so counts equal requests served; and every HTTP client
+//! span, for `http.client.request.duration`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
