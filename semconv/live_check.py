@@ -150,6 +150,8 @@ def main() -> int:
                     help="check against the semantic conventions alone, without ferrotel's registry (as issue 21 did)")
     args = ap.parse_args()
 
+    # Absolute: the demos start their servers in the apps' directories, with this on PYTHONPATH.
+    args.dist, args.semconv = args.dist.resolve(), args.semconv.resolve()
     missing = why_not(args.weaver, args.semconv)
     if args.can_run or missing:
         if missing:
