@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 DIST   := dist/autoinstrumentation
 CARGO  ?= cargo
 
-.PHONY: all demo test test-rust test-python test-venvs dist venv preload bench bench-profile clean deploy-tools db-servers
+.PHONY: all demo test test-rust test-python test-venvs dist venv preload bench bench-profile clean deploy-tools db-servers semconv-check semconv-docs
 
 all: dist
 
@@ -101,6 +101,21 @@ test: test-rust test-python
 demo: dist
 	$(PY) tests/app/demo.py
 	$(PY) tests/app_fastapi/demo.py
+
+# Weaver's live-check (issue 21) of the demo traffic (make demo's apps, exporting OTLP/gRPC to it) against
+# ferrotel's registry (semconv/) and the semantic conventions it extends, from a local checkout:
+# nothing is downloaded. Without a `weaver` on PATH or without $(SEMCONV)/model it says so and
+# passes. Fails on any violation, or an improvement beyond the conventions' own development parts.
+SEMCONV ?= /opt/semconv
+WEAVER  ?= weaver
+semconv-check: venv
+	$(PY) semconv/gen_docs.py --check
+	@if SEMCONV=$(SEMCONV) WEAVER=$(WEAVER) $(PY) semconv/live_check.py --can-run; then \
+	  $(MAKE) --no-print-directory dist && SEMCONV=$(SEMCONV) WEAVER=$(WEAVER) FERROTEL_DIST=$(DIST) $(PY) semconv/live_check.py; fi
+
+# Regenerate README.md's reference of ferrotel's own attributes and metrics from semconv/ferrotel.yaml.
+semconv-docs: venv
+	$(PY) semconv/gen_docs.py
 
 # Benchmarks (issue 7): no agent vs ferrotel vs the pure-Python agent, one table in
 # bench/results/latest.md (+ latest.json). bench/run.py builds .venvs/{base,upstream} and installs

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
 
 use super::otlp::key_values;
-use crate::metrics::snapshot::{Labels, Snapshot};
+use crate::metrics::snapshot::{self, Labels, Snapshot, DROP_REASON};
 use crate::metrics::{DB_DURATION_BOUNDS, DURATION_BOUNDS};
 use crate::resource::Resource;
 
@@ -50,7 +50,7 @@ fn sum(name: &str, description: &str, unit: &str, monotonic: bool, data_points: 
     }
 }
 
-fn histogram(s: &Snapshot, name: &str, description: &str, series: &[crate::metrics::snapshot::Histogram], bounds: &[f64]) -> Metric {
+fn histogram(s: &Snapshot, name: &str, description: &str, series: &[snapshot::Histogram], bounds: &[f64]) -> Metric {
     Metric {
         name: name.into(),
         description: description.into(),
@@ -78,6 +78,9 @@ fn histogram(s: &Snapshot, name: &str, description: &str, series: &[crate::metri
 pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest {
     let mut metrics = Vec::new();
     metrics.push(histogram(s, "http.server.request.duration", "Duration of HTTP server requests.", &s.durations, &DURATION_BOUNDS));
+    if !s.client_durations.is_empty() {
+        metrics.push(histogram(s, "http.client.request.duration", "Duration of HTTP client requests.", &s.client_durations, &DURATION_BOUNDS));
+    }
     if !s.db_durations.is_empty() {
         metrics.push(histogram(s, "db.client.operation.duration", "Duration of database client operations.", &s.db_durations, &DB_DURATION_BOUNDS));
     }
@@ -92,10 +95,7 @@ pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest 
     metrics.push(sum("ferrotel.spans.started", "Spans started by the agent.", "{span}", true, one(st.spans_started)));
     metrics.push(sum("ferrotel.spans.exported", "Spans exported successfully.", "{span}", true, one(st.spans_exported)));
     metrics.push(sum("ferrotel.export.failures", "Failed export requests.", "{request}", true, one(st.export_failures)));
-    let dropped = [("queue_full", st.dropped_queue_full), ("filtered", st.dropped_filtered), ("sampled_out", st.dropped_sampled_out)]
-        .iter()
-        .map(|(reason, v)| point(s, attrs(&vec![("reason".to_string(), reason.to_string())]), *v as i64))
-        .collect();
+    let dropped = st.dropped().iter().map(|(reason, v)| point(s, attrs(&vec![(DROP_REASON.to_string(), reason.to_string())]), *v as i64)).collect();
     metrics.push(sum("ferrotel.spans.dropped", "Spans not exported, by reason.", "{span}", true, dropped));
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -107,5 +107,38 @@ pub fn encode(s: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest 
             }],
             schema_url: String::new(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::snapshot::{Histogram as H, SelfStats};
+
+    fn metric<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
+        req.resource_metrics[0].scope_metrics[0].metrics.iter().find(|m| m.name == name)
+    }
+
+    #[test]
+    fn names_units_and_attribute_types_follow_the_registries() {
+        let labels: Labels = vec![
+            ("http.request.method".into(), "GET".into()),
+            ("http.response.status_code".into(), "200".into()),
+            ("server.address".into(), "api".into()),
+            ("server.port".into(), "8080".into()),
+        ];
+        let h = H { labels, counts: vec![1; DURATION_BOUNDS.len() + 1], sum: 1.0, count: 15 };
+        let s = Snapshot { client_durations: vec![h], stats: SelfStats { dropped_filtered: 2, ..Default::default() }, ..Default::default() };
+        let req = encode(&s, &Resource::default());
+        let client = metric(&req, "http.client.request.duration").expect("client duration");
+        assert_eq!(client.unit, "s");
+        let Some(metric::Data::Histogram(hist)) = &client.data else { panic!("not a histogram") };
+        let int = |key: &str| hist.data_points[0].attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.clone()).and_then(|v| v.value);
+        assert_eq!(int("server.port"), Some(any_value::Value::IntValue(8080)));
+        assert_eq!(int("http.response.status_code"), Some(any_value::Value::IntValue(200)));
+        let Some(metric::Data::Sum(dropped)) = &metric(&req, "ferrotel.spans.dropped").unwrap().data else { panic!("not a sum") };
+        let keys: Vec<&str> = dropped.data_points.iter().flat_map(|p| p.attributes.iter().map(|kv| kv.key.as_str())).collect();
+        assert_eq!(keys, vec!["ferrotel.drop.reason"; 3]);
+        assert!(metric(&encode(&Snapshot::default(), &Resource::default()), "http.client.request.duration").is_none(), "no calls, no metric");
     }
 }

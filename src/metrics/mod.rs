@@ -3,7 +3,7 @@
 //! - `active`: `http.server.active_requests`, counted on the request thread (two atomic ops).
 //! - `red`: the export thread's aggregator over finished spans, keyed on their family: HTTP
 //!   server spans (duration histogram with the semantic-convention buckets, slow and error
-//!   counters) and database spans (`db.client.operation.duration`).
+//!   counters), HTTP client spans (duration) and database spans (`db.client.operation.duration`).
 //! - `snapshot`: one process's cumulative values, the unit that is merged and exported.
 //! - `prometheus`: text exposition, and the multi-process scrape endpoint (see there).
 

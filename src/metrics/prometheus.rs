@@ -16,7 +16,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::snapshot::{Labels, Snapshot};
+use super::snapshot::{Labels, Snapshot, DROP_REASON};
 use super::{DB_DURATION_BOUNDS, DURATION_BOUNDS};
 
 /// The directory the processes of one agent start-up share.
@@ -94,9 +94,8 @@ fn histogram(out: &mut String, name: &str, help: &str, series: &[super::snapshot
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
     histogram(&mut out, "http_server_request_duration_seconds", "Duration of HTTP server requests.", &s.durations, &DURATION_BOUNDS);
-    if !s.db_durations.is_empty() {
-        histogram(&mut out, "db_client_operation_duration_seconds", "Duration of database client operations.", &s.db_durations, &DB_DURATION_BOUNDS);
-    }
+    histogram(&mut out, "http_client_request_duration_seconds", "Duration of HTTP client requests.", &s.client_durations, &DURATION_BOUNDS);
+    histogram(&mut out, "db_client_operation_duration_seconds", "Duration of database client operations.", &s.db_durations, &DB_DURATION_BOUNDS);
     let name = "http_server_active_requests";
     let _ = writeln!(out, "# HELP {name} Number of active HTTP server requests.\n# TYPE {name} gauge");
     for g in &s.active {
@@ -121,8 +120,8 @@ pub fn render(s: &Snapshot) -> String {
     }
     let name = "ferrotel_spans_dropped_total";
     let _ = writeln!(out, "# HELP {name} Spans not exported, by reason.\n# TYPE {name} counter");
-    for (reason, v) in [("queue_full", st.dropped_queue_full), ("filtered", st.dropped_filtered), ("sampled_out", st.dropped_sampled_out)] {
-        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
+    for (reason, v) in st.dropped() {
+        let _ = writeln!(out, "{name}{} {v}", label_text(&vec![(DROP_REASON.to_string(), reason.to_string())], None));
     }
     out
 }
@@ -188,7 +187,17 @@ mod tests {
         assert!(text.contains("le=\"+Inf\"} 3"));
         assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/a\\\"b\"} 3"));
         assert!(text.contains("ferrotel_http_server_slow_requests_total{http_request_method=\"GET\",http_route=\"/a\\\"b\"} 1"));
-        assert!(text.contains("ferrotel_spans_dropped_total{reason=\"queue_full\"} 0"));
+        assert!(text.contains("ferrotel_spans_dropped_total{ferrotel_drop_reason=\"queue_full\"} 0"));
+    }
+
+    #[test]
+    fn renders_the_client_duration() {
+        let labels: Labels = vec![("http.request.method".into(), "GET".into()), ("server.address".into(), "api".into()), ("server.port".into(), "443".into())];
+        let mut counts = vec![0; DURATION_BOUNDS.len() + 1];
+        counts[2] = 1;
+        let text = render(&Snapshot { client_durations: vec![Histogram { labels, counts, sum: 0.02, count: 1 }], ..Default::default() });
+        assert!(text.contains("# TYPE http_client_request_duration_seconds histogram"));
+        assert!(text.contains("http_client_request_duration_seconds_count{http_request_method=\"GET\",server_address=\"api\",server_port=\"443\"} 1"));
     }
 
     #[test]

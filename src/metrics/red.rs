@@ -1,9 +1,9 @@
 //! The RED aggregator: runs on the export thread and sees every finished span (sampled or not,
 //! filtered or not) after enrichment, so counts equal requests served and statements run. What a
 //! span counts in is decided by its family: HTTP server spans (and API-bridge SERVER spans that
-//! carry an HTTP method) feed the HTTP server metrics, database spans
-//! `db.client.operation.duration`; a SERVER span of another family (gRPC, a queue consumer) is
-//! not an HTTP request.
+//! carry an HTTP method) feed the HTTP server metrics, HTTP client spans
+//! `http.client.request.duration`, database spans `db.client.operation.duration`; a SERVER span
+//! of another family (gRPC, a queue consumer) is not an HTTP request.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -125,6 +125,7 @@ const DB_KEYS: [&str; 10] = [
 pub struct Red {
     start_ns: u64,
     durations: Series<Buckets>,
+    client_durations: Series<Buckets>,
     db_durations: Series<Buckets>,
     slow: Series<u64>,
     errors: Series<u64>,
@@ -140,8 +141,30 @@ impl Red {
             (Family::Db, _) => self.observe_db(span),
             (Family::Http, SpanKind::Server) => self.observe_http_server(span),
             (Family::Other, SpanKind::Server) if span.get(sc::HTTP_REQUEST_METHOD).is_some() => self.observe_http_server(span),
+            (Family::Http | Family::Other, SpanKind::Client) if span.get(sc::HTTP_REQUEST_METHOD).is_some() => self.observe_http_client(span),
             _ => {}
         }
+    }
+
+    /// The conventions' attributes; `url.scheme` taken from `url.full`, which is what the
+    /// client span carries.
+    fn observe_http_client(&mut self, span: &SpanRecord) {
+        let seconds = span.end_ns.saturating_sub(span.start_ns) as f64 / 1e9;
+        let scheme = value(span, sc::URL_SCHEME).or_else(|| match span.get(sc::URL_FULL) {
+            Some(Value::Str(u)) => u.split_once("://").map(|(s, _)| Lv::Str(s)),
+            _ => None,
+        });
+        let v = |k| (k, value(span, k));
+        let pairs = [
+            v(sc::ERROR_TYPE),
+            v(sc::HTTP_REQUEST_METHOD),
+            v(sc::HTTP_RESPONSE_STATUS_CODE),
+            v(sc::NETWORK_PROTOCOL_VERSION),
+            v(sc::SERVER_ADDRESS),
+            v(sc::SERVER_PORT),
+            (sc::URL_SCHEME, scheme),
+        ];
+        self.client_durations.get(&pairs).add(&DURATION_BOUNDS, seconds);
     }
 
     fn observe_db(&mut self, span: &SpanRecord) {
@@ -152,7 +175,8 @@ impl Red {
 
     fn observe_http_server(&mut self, span: &SpanRecord) {
         let seconds = span.end_ns.saturating_sub(span.start_ns) as f64 / 1e9;
-        let keys = [sc::ERROR_TYPE, sc::HTTP_REQUEST_METHOD, sc::HTTP_RESPONSE_STATUS_CODE, sc::HTTP_ROUTE, sc::URL_SCHEME];
+        // `network.protocol.version` takes a handful of values (1.0, 1.1, 2, 3): no series per request.
+        let keys = [sc::ERROR_TYPE, sc::HTTP_REQUEST_METHOD, sc::HTTP_RESPONSE_STATUS_CODE, sc::HTTP_ROUTE, sc::NETWORK_PROTOCOL_VERSION, sc::URL_SCHEME];
         let pairs = keys.map(|k| (k, value(span, k)));
         self.durations.get(&pairs).add(&DURATION_BOUNDS, seconds);
         if slow::is_slow(span) {
@@ -189,6 +213,7 @@ impl Red {
             start_ns: self.start_ns,
             time_ns: now_ns(),
             durations: histograms(&self.durations),
+            client_durations: histograms(&self.client_durations),
             db_durations: histograms(&self.db_durations),
             slow: counters(&self.slow),
             errors: counters(&self.errors),
@@ -232,5 +257,67 @@ mod tests {
             ("http.request.method".into(), "GET".into()),
             ("http.route".into(), "/error".into())
         ]);
+    }
+
+    #[test]
+    fn protocol_version_is_a_label_of_the_server_duration() {
+        let mut red = Red::new();
+        for (i, v) in ["1.1", "1.1", "2", "1.1"].iter().enumerate() {
+            let mut s = server_span("/users/<int:uid>", 1 + i as u64);
+            s.set(sc::NETWORK_PROTOCOL_VERSION, *v);
+            s.set(sc::HTTP_RESPONSE_STATUS_CODE, 200i64);
+            red.observe(&s);
+        }
+        let snap = red.snapshot();
+        assert_eq!(snap.durations.len(), 2, "one series per protocol version, not per request");
+        let h11 = snap.durations.iter().find(|h| h.labels.contains(&("network.protocol.version".into(), "1.1".into()))).unwrap();
+        assert_eq!(h11.count, 3);
+        let keys: Vec<&str> = h11.labels.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "labels stay sorted: {keys:?}");
+    }
+
+    #[test]
+    fn client_spans_feed_the_client_duration() {
+        let mut red = Red::new();
+        let client = |status: Option<i64>, error: Option<&str>| {
+            let mut s = server_span("/", 20);
+            s.kind = SpanKind::Client;
+            s.family = Family::Http;
+            s.attributes.clear();
+            s.set(sc::HTTP_REQUEST_METHOD, "GET");
+            s.set(sc::SERVER_ADDRESS, "api.example.com");
+            s.set(sc::SERVER_PORT, 443i64);
+            s.set(sc::URL_FULL, "https://api.example.com/v1/items?id=7");
+            s.set(sc::NETWORK_PROTOCOL_VERSION, "1.1");
+            if let Some(code) = status {
+                s.set(sc::HTTP_RESPONSE_STATUS_CODE, code);
+            }
+            if let Some(e) = error {
+                s.set(sc::ERROR_TYPE, e);
+            }
+            s
+        };
+        red.observe(&client(Some(200), None));
+        red.observe(&client(Some(200), None));
+        red.observe(&client(None, Some("urllib3.exceptions.NewConnectionError")));
+        let mut db = server_span("/", 1);
+        db.kind = SpanKind::Client;
+        db.attributes.clear();
+        db.set("db.system.name", "sqlite");
+        red.observe(&db);
+        let snap = red.snapshot();
+        assert!(snap.durations.is_empty(), "client spans are not server requests");
+        assert_eq!(snap.client_durations.len(), 2, "a client span without an HTTP method is not counted");
+        let ok = snap.client_durations.iter().find(|h| h.count == 2).unwrap();
+        assert_eq!(ok.labels, vec![
+            ("http.request.method".to_string(), "GET".to_string()),
+            ("http.response.status_code".into(), "200".into()),
+            ("network.protocol.version".into(), "1.1".into()),
+            ("server.address".into(), "api.example.com".into()),
+            ("server.port".into(), "443".into()),
+            ("url.scheme".into(), "https".into()),
+        ]);
+        let failed = snap.client_durations.iter().find(|h| h.count == 1).unwrap();
+        assert_eq!(failed.labels[0], ("error.type".to_string(), "urllib3.exceptions.NewConnectionError".to_string()));
     }
 }

@@ -27,6 +27,10 @@ pub struct Gauge {
     pub value: i64,
 }
 
+/// The attribute of `ferrotel.spans.dropped` (Prometheus label `ferrotel_drop_reason`); it was the
+/// un-namespaced `reason` before the project's registry (`semconv/ferrotel.yaml`).
+pub const DROP_REASON: &str = "ferrotel.drop.reason";
+
 /// The agent's own counters (self-telemetry).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SelfStats {
@@ -38,12 +42,22 @@ pub struct SelfStats {
     pub export_failures: u64,
 }
 
+impl SelfStats {
+    /// `ferrotel.spans.dropped`, one value per `ferrotel.drop.reason` (its registry members).
+    pub fn dropped(&self) -> [(&'static str, u64); 3] {
+        [("queue_full", self.dropped_queue_full), ("filtered", self.dropped_filtered), ("sampled_out", self.dropped_sampled_out)]
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub pid: u32,
     pub start_ns: u64,
     pub time_ns: u64,
     pub durations: Vec<Histogram>,
+    /// `http.client.request.duration` (HTTP CLIENT spans); absent in snapshots of older versions.
+    #[serde(default)]
+    pub client_durations: Vec<Histogram>,
     /// `db.client.operation.duration` (buckets of `DB_DURATION_BOUNDS`).
     #[serde(default)]
     pub db_durations: Vec<Histogram>,
@@ -58,6 +72,7 @@ impl Snapshot {
     /// running: a dead process's counters stay (they are cumulative), its gauges do not.
     pub fn merge(&mut self, other: &Snapshot, live: bool) {
         merge_histograms(&mut self.durations, &other.durations);
+        merge_histograms(&mut self.client_durations, &other.client_durations);
         merge_histograms(&mut self.db_durations, &other.db_durations);
         merge_counters(&mut self.slow, &other.slow);
         merge_counters(&mut self.errors, &other.errors);
@@ -111,6 +126,7 @@ mod tests {
         let labels: Labels = vec![("http.route".into(), "/".into())];
         Snapshot {
             durations: vec![Histogram { labels: labels.clone(), counts: vec![n, 0], sum: n as f64, count: n }],
+            client_durations: vec![Histogram { labels: labels.clone(), counts: vec![n, 0], sum: n as f64, count: n }],
             errors: vec![Counter { labels: labels.clone(), value: n }],
             active: vec![Gauge { labels, value: active }],
             stats: SelfStats { spans_started: n, ..Default::default() },
@@ -125,8 +141,17 @@ mod tests {
         total.merge(&snap(2, 5), false);
         assert_eq!(total.durations[0].count, 5);
         assert_eq!(total.durations[0].counts, vec![5, 0]);
+        assert_eq!(total.client_durations[0].count, 5);
         assert_eq!(total.errors[0].value, 5);
         assert_eq!(total.active[0].value, 1, "a dead process's gauge is gone");
         assert_eq!(total.stats.spans_started, 5);
+    }
+
+    #[test]
+    fn reads_snapshots_without_client_durations() {
+        // A snapshot written by an older agent (pre-fork workers of a rolling upgrade).
+        let old = r#"{"pid":1,"start_ns":0,"time_ns":0,"durations":[],"slow":[],"errors":[],"active":[],"stats":{"spans_started":1,"spans_exported":0,"dropped_queue_full":0,"dropped_filtered":0,"dropped_sampled_out":0,"export_failures":0}}"#;
+        let s: Snapshot = serde_json::from_str(old).unwrap();
+        assert!(s.client_durations.is_empty());
     }
 }

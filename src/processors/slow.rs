@@ -1,7 +1,8 @@
 //! Slow-operation detection: a span at least as long as its threshold gets `ferrotel.slow=true`
-//! and `ferrotel.slow.threshold_ms`. The threshold is the first `FERROTEL_SLOW_ROUTES` glob that
-//! matches the span's route (or its path when it has none), else `FERROTEL_SLOW_THRESHOLD_MS`.
-//! Database spans have a threshold of their own, `FERROTEL_DB_SLOW_THRESHOLD_MS`.
+//! and `ferrotel.slow_threshold_ms` (both defined in `semconv/ferrotel.yaml`). The threshold is
+//! the first `FERROTEL_SLOW_ROUTES` glob that matches the span's route (or its path when it has
+//! none), else `FERROTEL_SLOW_THRESHOLD_MS`. Database spans have a threshold of their own,
+//! `FERROTEL_DB_SLOW_THRESHOLD_MS`.
 
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use crate::semconv as sc;
 use crate::span::{Family, SpanRecord, Value};
 
 pub const SLOW: &str = "ferrotel.slow";
-pub const SLOW_THRESHOLD_MS: &str = "ferrotel.slow.threshold_ms";
+/// Not `ferrotel.slow.threshold_ms`: `ferrotel.slow` is an attribute, so it cannot also be a namespace.
+pub const SLOW_THRESHOLD_MS: &str = "ferrotel.slow_threshold_ms";
 
 pub struct Slow {
     global: Duration,

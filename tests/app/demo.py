@@ -59,6 +59,11 @@ def main():
         OTEL_METRICS_EXPORTER="none",  # no collector in the demo: metrics would only report failed pushes
         OTEL_BSP_SCHEDULE_DELAY="200",
     )
+    # `make semconv-check`: the same traffic also goes over OTLP/gRPC (spans and metrics) to the
+    # receiver named here, Weaver's live-check (semconv/live_check.py).
+    if os.environ.get("FERROTEL_DEMO_OTLP_ENDPOINT"):
+        env.update(OTEL_TRACES_EXPORTER="console,otlp", OTEL_METRICS_EXPORTER="otlp", OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+                   OTEL_EXPORTER_OTLP_ENDPOINT=os.environ["FERROTEL_DEMO_OTLP_ENDPOINT"])
     env_b = dict(env, OTEL_SERVICE_NAME="flask-demo-downstream")
     env["DOWNSTREAM_URL"] = f"http://127.0.0.1:{port_b}"
     proc_b, _ = start(env_b, port_b)

@@ -37,6 +37,11 @@ def main():
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     base.update(PYTHONPATH=f"{site}:{DIST}", OTEL_SERVICE_NAME="asgi-demo", OTEL_TRACES_EXPORTER="console",
                 OTEL_METRICS_EXPORTER="none", OTEL_BSP_SCHEDULE_DELAY="200")
+    # `make semconv-check`: the same traffic also goes over OTLP/gRPC (spans and metrics) to the
+    # receiver named here, Weaver's live-check (semconv/live_check.py).
+    if os.environ.get("FERROTEL_DEMO_OTLP_ENDPOINT"):
+        base.update(OTEL_TRACES_EXPORTER="console,otlp", OTEL_METRICS_EXPORTER="otlp", OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+                    OTEL_EXPORTER_OTLP_ENDPOINT=os.environ["FERROTEL_DEMO_OTLP_ENDPOINT"])
     for title, cmd, extra, targets in RUNS:
         port = free_port()
         proc = subprocess.Popen([c.format(port=port) for c in cmd], env={**base, **extra}, stderr=subprocess.PIPE, text=True)

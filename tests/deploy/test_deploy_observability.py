@@ -197,8 +197,8 @@ def test_alerts_fire_per_service(promtool, tmp_path):
         _series("ferrotel_http_server_error_requests_total", "cron", 3, minutes, **route, error_type="500"),
         _series("ferrotel_http_server_slow_requests_total", "cron", 3, minutes, **route),
         # agent health: shop's queue overflows
-        _series("ferrotel_spans_dropped_total", "shop", 30, minutes, reason="queue_full"),
-        _series("ferrotel_spans_dropped_total", "search", 30, minutes, reason="sampled_out"),
+        _series("ferrotel_spans_dropped_total", "shop", 30, minutes, ferrotel_drop_reason="queue_full"),
+        _series("ferrotel_spans_dropped_total", "search", 30, minutes, ferrotel_drop_reason="sampled_out"),
         _series("ferrotel_export_failures_total", "search", 2, minutes),
     ]
     for entry in series:

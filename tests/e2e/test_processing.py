@@ -58,14 +58,14 @@ def test_custom_attributes_on_every_span(run):
 def test_slow_flagged_with_threshold(run):
     spans, _, _ = run
     assert spans["/slow"]["attributes"]["ferrotel.slow"] is True
-    assert spans["/slow"]["attributes"]["ferrotel.slow.threshold_ms"] == 100
+    assert spans["/slow"]["attributes"]["ferrotel.slow_threshold_ms"] == 100
     assert "ferrotel.slow" not in spans["/"]["attributes"]
 
 
 def test_per_route_slow_threshold(run):
     spans, _, _ = run
     attrs = spans["/users/1"]["attributes"]
-    assert attrs["ferrotel.slow"] is True and attrs["ferrotel.slow.threshold_ms"] == 0
+    assert attrs["ferrotel.slow"] is True and attrs["ferrotel.slow_threshold_ms"] == 0
 
 
 def test_error_enriched(run):
@@ -110,5 +110,5 @@ def test_otlp_metrics_count_every_request(run):
     slow = [m for m in receiver.metrics() if m["name"] == "ferrotel.http.server.slow_requests"][-1]
     assert sum(dp["value"] for dp in slow["data_points"]) == 2
     dropped = [m for m in receiver.metrics() if m["name"] == "ferrotel.spans.dropped"][-1]
-    by_reason = {dp["attributes"]["reason"]: dp["value"] for dp in dropped["data_points"]}
+    by_reason = {dp["attributes"]["ferrotel.drop.reason"]: dp["value"] for dp in dropped["data_points"]}
     assert by_reason["filtered"] == 1

@@ -38,7 +38,7 @@ def test_ratio_keeps_errors_and_slow(operator_install, receiver, gunicorn):
     duration = [m for m in receiver.metrics() if m["name"] == "http.server.request.duration"][-1]
     assert sum(dp["count"] for dp in duration["data_points"]) == PLAIN + ERRORS + SLOW
     dropped = [m for m in receiver.metrics() if m["name"] == "ferrotel.spans.dropped"][-1]
-    sampled_out = {dp["attributes"]["reason"]: dp["value"] for dp in dropped["data_points"]}["sampled_out"]
+    sampled_out = {dp["attributes"]["ferrotel.drop.reason"]: dp["value"] for dp in dropped["data_points"]}["sampled_out"]
     assert sampled_out == PLAIN - kept
 
 

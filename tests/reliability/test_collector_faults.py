@@ -22,7 +22,7 @@ figures of the same run (10x + 20 ms: a request that waited for an export would 
 timeout, 500 ms); RSS growth over 1,200 requests under the fault below 4 MiB (the queue is bounded
 at 256 spans); export resumes; retries only for retryable answers (429/503 retried after
 ``Retry-After``, 400 never retried); with a slow collector the queue fills and the drop counter
-``ferrotel.spans.dropped{reason=queue_full}`` says so.
+``ferrotel.spans.dropped{ferrotel.drop.reason=queue_full}`` says so.
 
 `test_retry_sequence` pins the OTLP retry rules on single spans (in-process driver): 429/503 with
 ``Retry-After: 1`` twice, then 200 → three attempts a second apart, delivered once; 502/504 without
@@ -130,12 +130,12 @@ def _send(port: int, n: int, target: str = "/"):
 
 
 def _dropped_queue_full(collector) -> int | None:
-    """Latest cumulative ferrotel.spans.dropped{reason=queue_full} the agent pushed, if any."""
+    """Latest cumulative ferrotel.spans.dropped{ferrotel.drop.reason=queue_full} the agent pushed, if any."""
     value = None
     for m in collector.metrics():
         if m["name"] == "ferrotel.spans.dropped":
             for dp in m["data_points"]:
-                if dp["attributes"].get("reason") == "queue_full":
+                if dp["attributes"].get("ferrotel.drop.reason") == "queue_full":
                     value = dp["value"] if value is None else max(value, dp["value"])
     return value
 
@@ -290,7 +290,7 @@ def test_retries_follow_spec(fault_run):
 def test_slow_collector_drops_are_counted(fault_run):
     assert fault_run.dropped_queue_full, (
         "the queue (64) must have overflowed while each export waited 500 ms, and the drop be counted in "
-        f"ferrotel.spans.dropped{{reason=queue_full}}; got {fault_run.dropped_queue_full}"
+        f"ferrotel.spans.dropped{{ferrotel.drop.reason=queue_full}}; got {fault_run.dropped_queue_full}"
     )
 
 

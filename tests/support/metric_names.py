@@ -16,11 +16,40 @@ COUNTER = "counter"
 GAUGE = "gauge"
 
 # family -> (type, labels). Counters are named with their ``_total`` sample name; ``error_type``
-# appears on the duration histogram only for failed requests.
+# appears on the duration histograms only for failed requests. The OTLP names, units and attributes
+# behind these are in semconv/ (ferrotel's registry, and the semantic conventions it extends);
+# tests/semconv checks that the ferrotel_* families here match that registry.
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "http_server_request_duration_seconds": (
         HISTOGRAM,
-        ("http_request_method", "http_route", "http_response_status_code", "url_scheme", "error_type"),
+        ("http_request_method", "http_route", "http_response_status_code", "url_scheme", "error_type", "network_protocol_version"),
+    ),
+    "http_client_request_duration_seconds": (
+        HISTOGRAM,
+        (
+            "http_request_method",
+            "server_address",
+            "server_port",
+            "http_response_status_code",
+            "url_scheme",
+            "error_type",
+            "network_protocol_version",
+        ),
+    ),
+    "db_client_operation_duration_seconds": (
+        HISTOGRAM,
+        (
+            "db_system_name",
+            "db_namespace",
+            "db_collection_name",
+            "db_operation_name",
+            "db_query_summary",
+            "db_response_status_code",
+            "db_stored_procedure_name",
+            "server_address",
+            "server_port",
+            "error_type",
+        ),
     ),
     "http_server_active_requests": (GAUGE, ("http_request_method", "url_scheme")),
     "ferrotel_http_server_slow_requests_total": (COUNTER, ("http_request_method", "http_route")),
@@ -28,11 +57,12 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     # Self-telemetry of the agent.
     "ferrotel_spans_started_total": (COUNTER, ()),
     "ferrotel_spans_exported_total": (COUNTER, ()),
-    "ferrotel_spans_dropped_total": (COUNTER, ("reason",)),
+    "ferrotel_spans_dropped_total": (COUNTER, ("ferrotel_drop_reason",)),
     "ferrotel_export_failures_total": (COUNTER, ()),
 }
 
-# Values of ferrotel_spans_dropped_total{reason=...}.
+# Values of ferrotel_spans_dropped_total{ferrotel_drop_reason=...} (the label was ``reason`` before
+# the project's registry, semconv/ferrotel.yaml, namespaced it).
 DROP_REASONS = ("queue_full", "filtered", "sampled_out")
 
 # Labels every series carries once scraped (target labels), and the histogram's bucket label.
