@@ -76,11 +76,23 @@ fn current_span(py: Python<'_>) -> Option<Bound<'_, Span>> {
     current::get(py)
 }
 
-/// Record an exception on the active span (framework error hooks call this).
+/// Record an exception on the active span (framework error hooks call this). `route`: the
+/// route template the framework matched, for a server span that has none yet (Flask's
+/// `handle_exception` runs while its request context is alive; when the exception propagates
+/// out of `wsgi_app`, debug mode or `PROPAGATE_EXCEPTIONS`, nothing reads the route later).
 #[pyfunction]
-fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>) {
+#[pyo3(signature = (exc, route = None))]
+fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>, route: Option<Bound<'_, pyo3::types::PyString>>) {
     if let Some(span) = current::get(py) {
-        span.get().record_exception(&exc);
+        let span = span.get();
+        span.record_exception(&exc);
+        if let Some(route) = route.as_ref().and_then(|r| hooks::capi::utf8(r)) {
+            span.with(|rec| {
+                if rec.kind == span::SpanKind::Server && rec.get(semconv::HTTP_ROUTE).is_none() {
+                    rec.set(semconv::HTTP_ROUTE, span::Text::new(route));
+                }
+            });
+        }
     }
 }
 
