@@ -50,7 +50,14 @@ fn start(py: Python<'_>, runtime_name: String, runtime_version: String, runtime_
         agent::install(agent::Agent::new(&config));
         hooks::registry::configure(&config.instrumentation, &config.processing);
         let runtime = Runtime { name: runtime_name, version: runtime_version, description: runtime_description, executable };
-        pipeline::configure(pipeline::Settings { config, runtime, origin_pid: std::process::id() });
+        let prometheus = config.metrics.exporters.contains(&config::MetricsExporter::Prometheus);
+        let origin_pid = if prometheus { metrics::prometheus::origin() } else { std::process::id() };
+        if prometheus && origin_pid == std::process::id() {
+            let m = &config.metrics;
+            let dir = metrics::prometheus::shared_dir(origin_pid, m.prometheus_port);
+            metrics::prometheus::serve_from_start(m.prometheus_host.clone(), m.prometheus_port, dir, pipeline::BIND_RETRY);
+        }
+        pipeline::configure(pipeline::Settings { config, runtime, origin_pid });
     }
     let _ = STARTED.set(enabled);
     Ok(enabled)
