@@ -138,13 +138,23 @@ CASES = {  # name -> (arguments, exit code, stdout expected to start with, stder
     "only-dashes": (["--"], 2, "", "usage: ferrotel-run [-h] [--version] [--] COMMAND [ARG...]\nferrotel-run: error: no COMMAND given (ferrotel-run --help for help)\n"),
     "unknown-option": (["--bogus", "python"], 2, "", "usage: ferrotel-run [-h] [--version] [--] COMMAND [ARG...]\nferrotel-run: error: unknown option --bogus (ferrotel-run --help for help)\n"),
     "unknown-command": (["no-such-command-ferrotel", "x"], 1, "", "ferrotel-run: error: no-such-command-ferrotel: command not found (or not executable)\n"),
-    "not-executable": (["/etc/hostname"], 1, "", "ferrotel-run: error: /etc/hostname: command not found (or not executable)\n"),
+    "not-executable": (["{plain_file}"], 1, "", "ferrotel-run: error: {plain_file}: command not found (or not executable)\n"),
 }
 
 
+@pytest.fixture(scope="module")
+def plain_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("plain") / "not-a-program.txt"
+    path.write_text("not a program\n")
+    path.chmod(0o644)
+    return str(path)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_both_launchers_answer_alike(tree, path_dir, case):
+def test_both_launchers_answer_alike(tree, path_dir, plain_file, case):
     args, code, stdout_start, stderr = CASES[case]
+    args = [a.format(plain_file=plain_file) for a in args]
+    stderr = stderr.format(plain_file=plain_file)
     results = [run(cmd + args, env) for cmd, env in launchers(tree, path_dir)]
     sh, pip = results
     for result in results:

@@ -165,7 +165,7 @@ def test_wheel_metadata_is_publishable(wheel):
     assert meta["Requires-Python"] == ">=3.9"
     assert meta["Summary"]
     assert "Apache-2.0" in (meta.get("License") or meta.get("License-Expression") or "")
-    assert meta["Description-Content-Type"] == "text/markdown" and "ferrotel" in meta.get_payload()
+    assert meta["Description-Content-Type"].startswith("text/markdown") and "ferrotel" in meta.get_payload()
     assert "Programming Language :: Python :: Implementation :: CPython" in meta.get_all("Classifier")
     assert meta.get_all("Requires-Dist") is None, "the agent brings no Python dependency"
     assert tags["Root-Is-Purelib"] == "false"

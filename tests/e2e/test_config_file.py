@@ -23,7 +23,7 @@ def install(dist_dir, tmp_path_factory):
 def env_for(install, config: Path, **extra) -> dict:
     env = operator_env(install, "http://127.0.0.1:9", extra={"FERROTEL_CONFIG": str(config), **extra})
     # The file is to decide these: the environment would win over it.
-    for key in ("OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER", "OTEL_PROPAGATORS", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+    for key in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_PROPAGATORS", "OTEL_EXPORTER_OTLP_ENDPOINT"):
         env.pop(key, None)
     return env
 
