@@ -5,7 +5,9 @@
 # puts first on PYTHONPATH (never on sys.path by installation alone: nothing starts by itself).
 # It starts the agent from the tree's root and then runs the application's own sitecustomize, if
 # any (there is only one per interpreter). It must never break the interpreter, and it starts no
-# thread and opens no socket here: it runs in gunicorn's and uwsgi's master before the fork.
+# thread and opens no socket here: it runs in gunicorn's and uwsgi's master before the fork. (One
+# opt-in exception, in the native start: with OTEL_METRICS_EXPORTER=prometheus, the thread that
+# serves /metrics from start-up; it only waits in accept(), and forked children close its socket.)
 #
 # It stands down -- loads nothing of ours, removes our directories from sys.path and PYTHONPATH
 # (so child processes are not injected again; likewise it turns off the OpenTelemetry injector's and
