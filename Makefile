@@ -47,7 +47,8 @@ DIST_SOURCES := $(shell find src python pgo preload -type f -not -path '*/target
 dist: $(DIST_STAMP)
 
 $(DIST_STAMP): $(DIST_SOURCES) | $(VENV)/.ready
-	@echo "==> building the agent (native library: cargo release build, PGO=$(PGO); minutes the first time)"
+	@echo "==> building the agent (native library: cargo release build, PGO=$(PGO); minutes the first time;"
+	@echo "    the last crate, ferrotel itself, is optimised as a whole and prints nothing for a few minutes)"
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	PGO=$(PGO) PY=$(PY) MATURIN=$(VENV)/bin/maturin sh pgo/build.sh "$$tmp/wheels"; \
 	$(PY) -m pip install --quiet --no-deps --no-compile --target "$$tmp/tree" "$$tmp"/wheels/ferrotel-*.whl; \
