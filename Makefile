@@ -1,5 +1,6 @@
 # ferrotel — every entry point sets up what it needs by itself.
-#   make demo   build the agent, run the Flask test app under gunicorn with it, show the spans
+#   make demo   build the agent; run the Flask (gunicorn), FastAPI (uvicorn) and Django (gunicorn)
+#               test apps with it and show their spans
 #   make test   Rust unit tests + Python end-to-end suites
 #   make dist   the shipped tree: dist/autoinstrumentation/
 #   make bench  benchmarks (see bench/)
@@ -15,6 +16,7 @@ CARGO  ?= cargo
 all: dist
 
 $(VENV)/.ready: tests/requirements.txt
+	@echo "==> setting up $(VENV): maturin and the test packages (a minute or two the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "maturin>=1.5,<2" -r tests/requirements.txt
@@ -33,7 +35,20 @@ PGO ?= 1
 # Operator's layout with the bootstrap sitecustomize where the Operator's PYTHONPATH prefix points.
 # Built in a scratch directory and moved into place, so a concurrent build never sees half a tree.
 # bin/ferrotel-run is the sh launcher (pip's generated bin/ has the build machine's shebang).
-dist: venv
+# The wheel itself is kept in dist/wheels/ (what `pip install` takes; see the README).
+#
+# A file target: `make dist` (and so `make test`, `make demo`) rebuilds only when a source is newer
+# than the built tree. After changing PGO alone, force it: `make -B dist` or `make clean`.
+# cargo's and maturin's own progress is shown: a first build takes minutes.
+DIST_STAMP := $(DIST)/bin/ferrotel-run
+DIST_SOURCES := $(shell find src python pgo preload -type f -not -path '*/target/*' -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null) \
+	Cargo.toml Cargo.lock pyproject.toml docker/ferrotel-run.sh
+
+dist: $(DIST_STAMP)
+
+$(DIST_STAMP): $(DIST_SOURCES) | $(VENV)/.ready
+	@echo "==> building the agent (native library: cargo release build, PGO=$(PGO); minutes the first time;"
+	@echo "    the last crate, ferrotel itself, is optimised as a whole and prints nothing for a few minutes)"
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	PGO=$(PGO) PY=$(PY) MATURIN=$(VENV)/bin/maturin sh pgo/build.sh "$$tmp/wheels"; \
 	$(PY) -m pip install --quiet --no-deps --no-compile --target "$$tmp/tree" "$$tmp"/wheels/ferrotel-*.whl; \
@@ -41,19 +56,27 @@ dist: venv
 	mkdir -p "$$tmp/tree/bin"; cp docker/ferrotel-run.sh "$$tmp/tree/bin/ferrotel-run"; chmod 755 "$$tmp/tree/bin/ferrotel-run"; \
 	mkdir -p "$$tmp/tree/opentelemetry/instrumentation/auto_instrumentation"; \
 	cp python/sitecustomize.py "$$tmp/tree/opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py"; \
-	if [ -f preload/Cargo.toml ]; then $(MAKE) --no-print-directory preload; cp $(PRELOAD) "$$tmp/tree/"; fi; \
+	if [ -f preload/Cargo.toml ]; then \
+	  echo "==> building the LD_PRELOAD library (preload/)"; \
+	  $(CARGO) build --release --manifest-path preload/Cargo.toml; \
+	  cp "$$($(PRELOAD_DIR))/release/libferrotel_preload.so" "$$tmp/tree/"; \
+	fi; \
 	chmod -R go+rX "$$tmp/tree"; \
-	mkdir -p $(dir $(DIST)); rm -rf $(DIST).old; [ ! -d $(DIST) ] || mv $(DIST) $(DIST).old; \
+	mkdir -p $(dir $(DIST)) dist/wheels; rm -f dist/wheels/ferrotel-*.whl; cp "$$tmp"/wheels/ferrotel-*.whl dist/wheels/; \
+	rm -rf $(DIST).old; [ ! -d $(DIST) ] || mv $(DIST) $(DIST).old; \
 	mv "$$tmp/tree" $(DIST); rm -rf $(DIST).old; \
-	echo "built $(DIST)"
+	echo "built $(DIST) and dist/wheels/$$(cd dist/wheels && ls ferrotel-*.whl)"
 
-# The LD_PRELOAD library: its own workspace (no std, no libc, panic=abort), its own target dir.
-PRELOAD := preload/target/release/libferrotel_preload.so
+# Where cargo puts the preload library's output: preload/target, or CARGO_TARGET_DIR (or cargo's
+# build.target-dir setting) when set -- a shell command, run in the recipe.
+PRELOAD_DIR := $(CARGO) metadata --format-version 1 --no-deps --manifest-path preload/Cargo.toml | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
 preload:
-	$(CARGO) build --quiet --release --manifest-path preload/Cargo.toml
+	$(CARGO) build --release --manifest-path preload/Cargo.toml
+	@echo "built $$($(PRELOAD_DIR))/release/libferrotel_preload.so"
 
 test-rust:
-	$(CARGO) test --quiet
+	@echo "==> Rust unit tests (cargo builds the test binary first)"
+	$(CARGO) test -- --quiet
 
 # Tools for tests/deploy, each skipped when present; without them those tests skip and say why.
 # promtool: unpacked from Debian's `prometheus` package into /usr/local/bin (no service is installed
@@ -93,8 +116,9 @@ db-servers: venv
 	@$(PY) -c "import MySQLdb" 2>/dev/null || $(PY) -m pip install --quiet mysqlclient \
 	  || echo "mysqlclient could not be built; its database tests will skip"
 
+# -ra: the summary at the end names every test that did not pass, and why each skip skipped.
 test-python: dist deploy-tools test-venvs db-servers
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -ra
 
 test: test-rust test-python
 

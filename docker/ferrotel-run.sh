@@ -10,9 +10,40 @@
 # last -- and execs the command.
 set -eu
 
+# The same text and exit codes as the pip installation's launcher (python/ferrotel/launcher.py)
+# and opentelemetry-instrument's: 0 for --help/--version, 2 for a usage error (no command, an
+# unknown option), 1 when the command cannot be run; otherwise the command's own status (exec).
+usage_line() {
+    echo "usage: ferrotel-run [-h] [--version] [--] COMMAND [ARG...]"
+}
+
 usage() {
-    echo "usage: ferrotel-run [--] COMMAND [ARG...]"
-    echo "Run COMMAND with the ferrotel agent on PYTHONPATH (yours is kept), e.g. ferrotel-run gunicorn app:app"
+    usage_line
+    cat <<'EOF'
+
+Run COMMAND with the ferrotel agent: its bootstrap goes first on PYTHONPATH (yours is kept),
+so every Python process COMMAND starts is traced, e.g.
+    ferrotel-run gunicorn -w 2 app:app
+Configure it with OTEL_* and FERROTEL_* variables (OTEL_SERVICE_NAME,
+OTEL_EXPORTER_OTLP_ENDPOINT, ...).
+
+options:
+  -h, --help  show this help and exit
+  --version   show ferrotel's version and exit
+  --          end of options (for a COMMAND starting with -)
+
+exit status: COMMAND's own; 2 for a usage error; 1 when COMMAND cannot be run.
+EOF
+}
+
+fail() {
+    echo "ferrotel-run: error: $1" >&2
+    exit "$2"
+}
+
+usage_error() {
+    usage_line >&2
+    fail "$1 (ferrotel-run --help for help)" 2
 }
 
 self=$0
@@ -34,14 +65,47 @@ site=$root/opentelemetry/instrumentation/auto_instrumentation
 case ${1-} in
     --) shift ;;
     -h|--help) usage; exit 0 ;;
+    --version)
+        # The version pip recorded when the tree was built: ferrotel-<version>.dist-info.
+        version=
+        for info in "$root"/ferrotel-*.dist-info; do
+            [ -d "$info" ] || continue
+            version=${info##*/ferrotel-}
+            version=${version%.dist-info}
+        done
+        echo "ferrotel-run ${version:-unknown}"
+        exit 0
+        ;;
+    -*) usage_error "unknown option $1" ;;
 esac
 if [ $# -eq 0 ]; then
-    usage >&2
-    exit 2
+    usage_error "no COMMAND given"
 fi
 if [ ! -f "$site/sitecustomize.py" ]; then
-    echo "ferrotel-run: no ferrotel bootstrap at $site" >&2
-    exit 1
+    fail "no ferrotel bootstrap at $site (a broken installation?)" 1
+fi
+
+# The command, found as exec would find it (and as the pip launcher's shutil.which does).
+command=$1
+found=
+case $command in
+    */*) if [ -f "$command" ] && [ -x "$command" ]; then found=$command; fi ;;
+    *)
+        set -f
+        old_ifs=$IFS
+        IFS=:
+        for dir in ${PATH-}; do
+            if [ -f "${dir:-.}/$command" ] && [ -x "${dir:-.}/$command" ]; then
+                found=${dir:-.}/$command
+                break
+            fi
+        done
+        IFS=$old_ifs
+        set +f
+        ;;
+esac
+if [ -z "$found" ]; then
+    fail "$command: command not found (or not executable)" 1
 fi
 
 # The user's PYTHONPATH without our own entries (idempotent when launchers nest).

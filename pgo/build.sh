@@ -24,7 +24,7 @@ py=${PY:-.venv/bin/python}
 maturin=${MATURIN:-.venv/bin/maturin}
 
 plain() {
-    "$maturin" build --release --quiet --interpreter "$py" --out "$out"
+    "$maturin" build --release --interpreter "$py" --out "$out"
 }
 
 if [ "${PGO:-1}" != 1 ]; then
@@ -48,13 +48,13 @@ rm -rf "$work"
 mkdir -p "$work"
 
 pgo_build() {
-    "$maturin" build --release --quiet --interpreter "$py" --out "$work/gen" -- "-Cprofile-generate=$work/raw" &&
+    "$maturin" build --release --interpreter "$py" --out "$work/gen" -- "-Cprofile-generate=$work/raw" &&
     "$py" -m pip install --quiet --no-deps --no-compile --target "$work/tree" "$work"/gen/ferrotel-*.whl &&
     mkdir -p "$work/tree/opentelemetry/instrumentation/auto_instrumentation" &&
     cp python/sitecustomize.py "$work/tree/opentelemetry/instrumentation/auto_instrumentation/" &&
     "$py" pgo/train.py "$work/tree" &&
     "$profdata" merge -o "$work/merged.profdata" "$work/raw" &&
-    "$maturin" build --release --quiet --interpreter "$py" --out "$out" -- "-Cprofile-use=$work/merged.profdata"
+    "$maturin" build --release --interpreter "$py" --out "$out" -- "-Cprofile-use=$work/merged.profdata"
 }
 
 if ! pgo_build; then

@@ -1,9 +1,13 @@
 # ferrotel bootstrap. Shipped as opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py
 # of the agent tree, the place the OpenTelemetry Operator puts first on PYTHONPATH (the
-# OpenTelemetry injector's <prefix>/glibc and <prefix>/musl may be symlinks to that directory).
+# OpenTelemetry injector's <prefix>/glibc and <prefix>/musl may be symlinks to that directory), and
+# as ferrotel/_boot/sitecustomize.py of the wheel, the directory a pip installation's `ferrotel-run`
+# puts first on PYTHONPATH (never on sys.path by installation alone: nothing starts by itself).
 # It starts the agent from the tree's root and then runs the application's own sitecustomize, if
 # any (there is only one per interpreter). It must never break the interpreter, and it starts no
-# thread and opens no socket here: it runs in gunicorn's and uwsgi's master before the fork.
+# thread and opens no socket here: it runs in gunicorn's and uwsgi's master before the fork. (One
+# opt-in exception, in the native start: with OTEL_METRICS_EXPORTER=prometheus, the thread that
+# serves /metrics from start-up; it only waits in accept(), and forked children close its socket.)
 #
 # It stands down -- loads nothing of ours, removes our directories from sys.path and PYTHONPATH
 # (so child processes are not injected again; likewise it turns off the OpenTelemetry injector's and
@@ -29,9 +33,15 @@ def _real(path):
 
 
 def _ours():
-    """This directory as Python sees it, and the real directories of ours: (here, {real paths})."""
+    """This directory as Python sees it, the root that holds the ferrotel package, and the
+    directories of ours: (here, root, {paths})."""
     here = os.path.dirname(os.path.abspath(__file__))
     real_here = _real(here)
+    if os.path.basename(here) == "_boot" and os.path.basename(os.path.dirname(here)) == "ferrotel":
+        # The copy inside the package (ferrotel/_boot/, a pip installation; the pip `ferrotel-run`
+        # put it first on PYTHONPATH). The root is then the site directory that holds the package:
+        # already on sys.path, and not ours to remove.
+        return here, os.path.dirname(os.path.dirname(here)), set([here, real_here])
     root = os.path.dirname(os.path.dirname(os.path.dirname(real_here)))
     return here, root, set([here, real_here, root])
 
@@ -115,6 +125,7 @@ def _preloaded():
 def _boot(root, ours):
     if root not in sys.path:
         sys.path.append(root)
+        ours = ours | set([root, _real(root)])  # appended by us: removed again if we stand down
     try:
         import ferrotel._bootstrap as bootstrap
     except Exception as exc:

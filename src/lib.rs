@@ -50,7 +50,14 @@ fn start(py: Python<'_>, runtime_name: String, runtime_version: String, runtime_
         agent::install(agent::Agent::new(&config));
         hooks::registry::configure(&config.instrumentation, &config.processing);
         let runtime = Runtime { name: runtime_name, version: runtime_version, description: runtime_description, executable };
-        pipeline::configure(pipeline::Settings { config, runtime, origin_pid: std::process::id() });
+        let prometheus = config.metrics.exporters.contains(&config::MetricsExporter::Prometheus);
+        let origin_pid = if prometheus { metrics::prometheus::origin() } else { std::process::id() };
+        if prometheus && origin_pid == std::process::id() {
+            let m = &config.metrics;
+            let dir = metrics::prometheus::shared_dir(origin_pid, m.prometheus_port);
+            metrics::prometheus::serve_from_start(m.prometheus_host.clone(), m.prometheus_port, dir, pipeline::BIND_RETRY);
+        }
+        pipeline::configure(pipeline::Settings { config, runtime, origin_pid });
     }
     let _ = STARTED.set(enabled);
     Ok(enabled)
@@ -76,11 +83,23 @@ fn current_span(py: Python<'_>) -> Option<Bound<'_, Span>> {
     current::get(py)
 }
 
-/// Record an exception on the active span (framework error hooks call this).
+/// Record an exception on the active span (framework error hooks call this). `route`: the
+/// route template the framework matched, for a server span that has none yet (Flask's
+/// `handle_exception` runs while its request context is alive; when the exception propagates
+/// out of `wsgi_app`, debug mode or `PROPAGATE_EXCEPTIONS`, nothing reads the route later).
 #[pyfunction]
-fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>) {
+#[pyo3(signature = (exc, route = None))]
+fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>, route: Option<Bound<'_, pyo3::types::PyString>>) {
     if let Some(span) = current::get(py) {
-        span.get().record_exception(&exc);
+        let span = span.get();
+        span.record_exception(&exc);
+        if let Some(route) = route.as_ref().and_then(|r| hooks::capi::utf8(r)) {
+            span.with(|rec| {
+                if rec.kind == span::SpanKind::Server && rec.get(semconv::HTTP_ROUTE).is_none() {
+                    rec.set(semconv::HTTP_ROUTE, span::Text::new(route));
+                }
+            });
+        }
     }
 }
 

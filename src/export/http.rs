@@ -59,7 +59,7 @@ impl HttpTransport {
                 Err(ureq::Error::Status(code, _)) => return Err(format!("HTTP {code} (not retryable)")),
                 Err(e) => match tls::failure(&e) {
                     Some(t) => return Err(format!("TLS: {t} (not retried)")),
-                    None => (e.to_string(), None),
+                    None => (describe(&e.to_string(), &self.url), None),
                 },
             };
             match retry.next(retry_after) {
@@ -71,5 +71,38 @@ impl HttpTransport {
 
     pub fn target(&self) -> String {
         format!("OTLP/HTTP {}", self.url)
+    }
+}
+
+/// A transport error as one readable line. ureq writes `<url>: <kind>: <message>: <source>`, and
+/// its kind and an I/O source often say the same thing (`Network Error: Network Error: ...`); the
+/// log line names the URL already (`export to OTLP/HTTP <url> failed: ...`). So: without the URL,
+/// and without a part that repeats the one before it.
+fn describe(error: &str, url: &str) -> String {
+    let text = error.strip_prefix(url).and_then(|t| t.strip_prefix(": ")).unwrap_or(error);
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if parts.last().is_none_or(|last| !last.eq_ignore_ascii_case(part.trim())) {
+            parts.push(part.trim());
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn transport_errors_read_once() {
+        let url = "http://collector:4318/v1/traces";
+        assert_eq!(
+            describe("http://collector:4318/v1/traces: Network Error: Network Error: Connection refused (os error 111)", url),
+            "Network Error: Connection refused (os error 111)"
+        );
+        assert_eq!(
+            describe("Connection Failed: Connect error: connection refused (os error 111)", url),
+            "Connection Failed: Connect error: connection refused (os error 111)"
+        );
     }
 }

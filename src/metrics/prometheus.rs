@@ -3,9 +3,11 @@
 //! Pre-fork servers: every worker aggregates its own requests, but only one process can listen on
 //! the port. So each process writes its cumulative snapshot to a directory shared by every
 //! process descended from the one that started the agent (`$TMPDIR/ferrotel-metrics-<uid>-<pid
-//! that started the agent>-<port>`), every half second and at exit. Whichever worker binds the
-//! port first serves `/metrics`, merging all snapshots at scrape time; the others retry binding
-//! every few seconds, so a new worker takes over when the serving one exits. Counters and
+//! that started the agent>-<port>`; spawned Python children find that pid in `ORIGIN_VAR`), every
+//! half second and at exit. The process that started the agent serves `/metrics` from start-up
+//! (`serve_from_start`: an idle server answers too), merging all snapshots at scrape time; if it
+//! cannot (the port is taken for now, or it exits), workers retry binding every few seconds, so
+//! one of them takes over. Counters and
 //! histograms of exited workers stay in the sum (they are cumulative); their gauges are dropped.
 //! The text format is written here rather than through a registry crate: the series come from
 //! merged snapshots of several processes, not from one process's live instruments.
@@ -13,7 +15,9 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::snapshot::{Labels, Snapshot, DROP_REASON};
@@ -124,6 +128,81 @@ pub fn render(s: &Snapshot) -> String {
         let _ = writeln!(out, "{name}{} {v}", label_text(&vec![(DROP_REASON.to_string(), reason.to_string())], None));
     }
     out
+}
+
+/// The variable through which the process that started the agent tells the Python processes it
+/// spawns (uvicorn's `--workers`, multiprocessing's spawn, Django's autoreloader) to publish into
+/// its shared directory: its pid.
+pub const ORIGIN_VAR: &str = "FERROTEL_PROMETHEUS_ORIGIN";
+
+/// The pid whose shared directory this process publishes into: an ancestor that set
+/// `ORIGIN_VAR` and is still alive, else this process (which then sets the variable for the
+/// processes it spawns). Called once at start-up, while the interpreter is still starting.
+pub fn origin() -> u32 {
+    let me = std::process::id();
+    if let Some(pid) = std::env::var(ORIGIN_VAR).ok().and_then(|v| v.trim().parse::<u32>().ok()) {
+        if pid != me && pid > 1 && alive(pid) {
+            return pid;
+        }
+    }
+    std::env::set_var(ORIGIN_VAR, me.to_string());
+    me
+}
+
+/// The listening socket of the endpoint this process serves, so a forked child can close its
+/// inherited copy (a child that outlives the parent must not hold a port nobody answers on).
+static LISTENER: AtomicI32 = AtomicI32::new(-1);
+/// The process whose thread serves the endpoint (0: none).
+static SERVING_PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn close_inherited_listener() {
+    // In the forked child: only async-signal-safe calls (close) and atomics.
+    let fd = LISTENER.swap(-1, Ordering::SeqCst);
+    if fd >= 0 {
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Whether this process serves `/metrics` (its export thread then need not try the port).
+pub fn served_here() -> bool {
+    SERVING_PID.load(Ordering::Relaxed) == std::process::id()
+}
+
+/// Serve `/metrics` from start-up, before any request: an idle server must not look down to
+/// Prometheus. Called in the process that started the agent (a pre-fork master, a single-process
+/// server, uvicorn's supervisor). One thread, started before any fork: it only waits in `accept`
+/// (and retries the port every few seconds while another process holds it), shares nothing with
+/// the request path, and a forked child closes its copy of the socket (`pthread_atfork`) and
+/// publishes its own snapshot for this thread to merge. The thread owns no state a child needs.
+pub fn serve_from_start(host: String, port: u16, dir: PathBuf, retry: Duration) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(close_inherited_listener));
+    });
+    let spawned = std::thread::Builder::new().name("ferrotel-prometheus".into()).spawn(move || {
+        let me = std::process::id();
+        loop {
+            match bind(&host, port) {
+                Ok(Some(listener)) => {
+                    if std::process::id() != me {
+                        return; // forked while binding: this copy is not the serving process
+                    }
+                    LISTENER.store(listener.as_raw_fd(), Ordering::SeqCst);
+                    SERVING_PID.store(me, Ordering::SeqCst);
+                    serve(listener, dir);
+                    return;
+                }
+                Ok(None) => std::thread::sleep(retry), // another process holds it (for now)
+                Err(e) => {
+                    crate::log::warn_once("prometheus-bind", &format!("cannot listen on {host}:{port} for /metrics ({e})"));
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        crate::log::warn_once("prometheus-bind", &format!("cannot start the /metrics thread ({e})"));
+    }
 }
 
 /// Try to take the port; `Ok(None)` when another process holds it.

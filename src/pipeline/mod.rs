@@ -8,6 +8,8 @@
 
 mod worker;
 
+pub(crate) use worker::BIND_RETRY;
+
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;

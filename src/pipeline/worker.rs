@@ -23,7 +23,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// How often a process publishes its metrics for the shared Prometheus endpoint.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// How often a process that does not serve `/metrics` tries to take the port.
-const BIND_RETRY: Duration = Duration::from_secs(3);
+pub(crate) const BIND_RETRY: Duration = Duration::from_secs(3);
 
 pub(super) fn run(p: &'static Pipeline) {
     yield_to_the_app();
@@ -269,7 +269,7 @@ impl Metrics {
                 crate::log::warn_once("prometheus-publish", &format!("cannot write metrics to {} ({e})", pr.dir.display()));
             }
             pr.last_publish = Instant::now();
-            if !pr.serving && pr.last_bind.is_none_or(|t| t.elapsed() >= BIND_RETRY) {
+            if !pr.serving && !prometheus::served_here() && pr.last_bind.is_none_or(|t| t.elapsed() >= BIND_RETRY) {
                 pr.last_bind = Some(Instant::now());
                 match prometheus::bind(&cfg.prometheus_host, cfg.prometheus_port) {
                     Ok(Some(listener)) => {

@@ -237,9 +237,17 @@ for fd in os.listdir("/proc/self/fd"):
         links.append(os.readlink("/proc/self/fd/" + fd))
     except OSError:
         pass
+names = []
+for task in os.listdir("/proc/self/task"):
+    try:
+        with open("/proc/self/task/%s/comm" % task) as f:
+            names.append(f.read().strip())
+    except OSError:
+        pass
 print(json.dumps({
     "started": bool(getattr(sys.modules.get("ferrotel._bootstrap"), "_started", False)),
     "threads": len(os.listdir("/proc/self/task")),
+    "thread_names": sorted(names),
     "sockets": [link for link in links if link.startswith("socket:")],
 }))
 """
@@ -255,14 +263,74 @@ print(json.dumps({
     ids=["otlp-http", "otlp-grpc", "prometheus-metrics"],
 )
 def test_start_up_starts_no_thread_and_opens_no_socket(operator_install, receiver, protocol, extra):
+    """Export threads and clients start lazily, after any fork. The one exception is opt-in: with
+    the Prometheus exporter, the process that started the agent serves /metrics from start-up (an
+    idle server must answer scrapes), from one thread that only waits in accept(); forked children
+    close its socket (test_prometheus_listener_is_closed_in_forked_children)."""
+    prometheus = bool(extra)
     extra = dict(extra, OTEL_EXPORTER_PROMETHEUS_PORT=str(free_port())) if extra else {}
     env = operator_env(operator_install, receiver.endpoint(protocol), protocol, extra=extra)
     result = run_python(THREADS_AND_SOCKETS, env)
     assert result.returncode == 0, result.stderr
     state = json.loads(result.stdout)
     assert state["started"] is True, result.stderr
-    assert state["threads"] == 1, state
-    assert state["sockets"] == [], state
+    if prometheus:
+        assert state["threads"] == 2 and "ferrotel-promet" in state["thread_names"], state  # comm: 15 chars
+        assert len(state["sockets"]) <= 1, state  # its listening socket, once bound
+    else:
+        assert state["threads"] == 1, state
+        assert state["sockets"] == [], state
+
+
+FORK_CHILD_SOCKETS = r"""
+import json, os, sys, time, urllib.request
+port = int(os.environ["OTEL_EXPORTER_PROMETHEUS_PORT"])
+deadline = time.monotonic() + 10
+while True:
+    try:
+        urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=2).read()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.05)
+def sockets():
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if link.startswith("socket:"):
+            out.append(link)
+    return out
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(w, json.dumps({"threads": len(os.listdir("/proc/self/task")), "sockets": sockets()}).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+child = json.loads(os.read(r, 65536))
+served = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).status
+print(json.dumps({"parent_sockets": sockets(), "child": child, "served_after_fork": served}))
+"""
+
+
+def test_prometheus_listener_is_closed_in_forked_children(operator_install, receiver):
+    """The /metrics thread of the process that started the agent is absent in a forked child, and
+    so is its listening socket (closed by a pthread_atfork child handler): a child that outlives
+    its parent cannot hold the port with nobody answering. The parent keeps serving."""
+    env = operator_env(
+        operator_install,
+        receiver.http_endpoint,
+        extra={"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1", "OTEL_EXPORTER_PROMETHEUS_PORT": str(free_port())},
+    )
+    result = run_python(FORK_CHILD_SOCKETS, env)
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout.strip().splitlines()[-1])
+    assert state["child"] == {"threads": 1, "sockets": []}, state
+    assert state["served_after_fork"] == 200
+    assert len(state["parent_sockets"]) == 1, state
 
 
 # --------------------------------------------------------------------------- the OpenTelemetry injector

@@ -227,3 +227,32 @@ def test_musl_cross_compile_check():
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr[-5000:]
+
+
+# --------------------------------------------------------------------------- make
+
+
+def test_make_dist_is_a_file_target_up_to_date_after_the_build(dist_dir):
+    """`make test` and `make demo` depend on `make dist`; once built, a second make does nothing
+    (the tree is newer than every source)."""
+    if dist_dir != REPO / "dist" / "autoinstrumentation":
+        pytest.skip(f"FERROTEL_DIST points elsewhere ({dist_dir}): the Makefile's tree is not the one under test")
+    dry = subprocess.run(["make", "-n", "dist"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "pgo/build.sh" not in dry.stdout and "maturin" not in dry.stdout, "make dist would rebuild:\n" + dry.stdout
+
+
+def test_preload_builds_where_cargo_puts_its_output(tmp_path):
+    """Rust developers often share one CARGO_TARGET_DIR: the library is taken from there."""
+    if shutil.which("cargo") is None:
+        pytest.skip("no cargo on this machine")
+    target = tmp_path / "shared-target"
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target))
+    result = subprocess.run(
+        ["make", "--no-print-directory", "preload"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    built = target / "release" / "libferrotel_preload.so"
+    assert built.is_file()
+    assert f"built {built}" in result.stdout

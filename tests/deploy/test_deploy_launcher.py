@@ -109,7 +109,70 @@ def test_sh_launcher_errors(path_dir):
     assert usage.returncode == 2 and "usage: ferrotel-run" in usage.stderr
     assert run(["ferrotel-run", "--help"], env_with(path_dir)).returncode == 0
     missing = run(["ferrotel-run", "no-such-command-ferrotel"], env_with(path_dir))
-    assert missing.returncode == 127
+    assert missing.returncode == 1
+    assert missing.stderr == "ferrotel-run: error: no-such-command-ferrotel: command not found (or not executable)\n"
+
+
+# --------------------------------------------------------------------------- one behaviour, two launchers
+# opentelemetry-instrument (argparse): --help and --version print to stdout and exit 0; no command
+# or an unknown option prints the usage and an error to stderr and exits 2; a command that cannot
+# be run exits 1. Both launchers answer alike, word for word.
+
+
+def pip_launcher(tree: Path) -> list[str]:
+    """What pip's generated `ferrotel-run` runs: ferrotel.launcher.main() from the install."""
+    return [sys.executable, "-c", "import sys; from ferrotel.launcher import main; sys.exit(main())"]
+
+
+def launchers(tree: Path, path_dir: Path):
+    env = env_with(path_dir)
+    pip_env = dict(env, PYTHONPATH=str(tree))  # ferrotel importable, as from site-packages
+    return [(["ferrotel-run"], env), (pip_launcher(tree), pip_env)]
+
+
+CASES = {  # name -> (arguments, exit code, stdout expected to start with, stderr expected)
+    "help": (["--help"], 0, "usage: ferrotel-run [-h] [--version] [--] COMMAND [ARG...]\n\nRun COMMAND", ""),
+    "h": (["-h"], 0, "usage: ferrotel-run ", ""),
+    "version": (["--version"], 0, "ferrotel-run ", ""),
+    "no-command": ([], 2, "", "usage: ferrotel-run [-h] [--version] [--] COMMAND [ARG...]\nferrotel-run: error: no COMMAND given (ferrotel-run --help for help)\n"),
+    "only-dashes": (["--"], 2, "", "usage: ferrotel-run [-h] [--version] [--] COMMAND [ARG...]\nferrotel-run: error: no COMMAND given (ferrotel-run --help for help)\n"),
+    "unknown-option": (["--bogus", "python"], 2, "", "usage: ferrotel-run [-h] [--version] [--] COMMAND [ARG...]\nferrotel-run: error: unknown option --bogus (ferrotel-run --help for help)\n"),
+    "unknown-command": (["no-such-command-ferrotel", "x"], 1, "", "ferrotel-run: error: no-such-command-ferrotel: command not found (or not executable)\n"),
+    "not-executable": (["{plain_file}"], 1, "", "ferrotel-run: error: {plain_file}: command not found (or not executable)\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def plain_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("plain") / "not-a-program.txt"
+    path.write_text("not a program\n")
+    path.chmod(0o644)
+    return str(path)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_both_launchers_answer_alike(tree, path_dir, plain_file, case):
+    args, code, stdout_start, stderr = CASES[case]
+    args = [a.format(plain_file=plain_file) for a in args]
+    stderr = stderr.format(plain_file=plain_file)
+    results = [run(cmd + args, env) for cmd, env in launchers(tree, path_dir)]
+    sh, pip = results
+    for result in results:
+        assert result.returncode == code, (result.stdout, result.stderr)
+        assert result.stdout.startswith(stdout_start), result.stdout
+        assert result.stderr == stderr
+    assert (sh.stdout, sh.stderr) == (pip.stdout, pip.stderr), "the two launchers differ"
+
+
+def test_version_is_the_packages(tree, path_dir):
+    version = next(tree.glob("ferrotel-*.dist-info")).name[len("ferrotel-"):-len(".dist-info")]
+    for cmd, env in launchers(tree, path_dir):
+        assert run(cmd + ["--version"], env).stdout == f"ferrotel-run {version}\n"
+
+
+def test_help_names_the_exit_codes(tree, path_dir):
+    text = run(["ferrotel-run", "--help"], env_with(path_dir)).stdout
+    assert "exit status: COMMAND's own; 2 for a usage error; 1 when COMMAND cannot be run." in text
 
 
 @pytest.mark.parametrize("shell", ["dash", "busybox", "bash"])

@@ -138,3 +138,40 @@ def test_only_metrics_is_served(prometheus_app):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/anything-else", timeout=5)
     assert err.value.code == 404
+
+
+@pytest.fixture
+def idle_prometheus_app(operator_install, receiver, gunicorn):
+    port = free_port()
+    env = operator_env(
+        operator_install,
+        receiver.http_endpoint,
+        extra={"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port), "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1"},
+    )
+    app = gunicorn.start(env, workers=2)
+    yield app, port
+    app.stop()
+
+
+def test_metrics_answer_from_start_up_before_any_request(idle_prometheus_app):
+    """An idle pod must not look down to Prometheus: `/metrics` answers before the first request
+    (the process that started the agent, gunicorn's master, serves it from start-up), then counts
+    the workers' requests."""
+    app, port = idle_prometheus_app
+    app.wait_for_workers(2)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            text = scrape(port)
+            break
+        except (urllib.error.URLError, ConnectionError) as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/metrics does not answer before the first request: {exc}\n{app.log_text()}")
+            time.sleep(0.1)
+    got = samples(text)
+    assert got.get("http_server_request_duration_seconds_count", []) == [], "no request yet"
+    assert sum(v for _, v in got["ferrotel_spans_started_total"]) == 0
+    for _ in range(4):
+        http_get(app.port, "/")
+    wait_for_count(port, 4)
+    assert app.stop() == 0

@@ -103,8 +103,18 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
         }
         Err(err) => {
             quietly("the WSGI hook", || {
-                span.get().record_pyerr(py, &err);
-                span.get().end(finish);
+                let span = span.get();
+                span.record_pyerr(py, &err);
+                // The app raised before start_response (Flask in debug mode or with
+                // PROPAGATE_EXCEPTIONS re-raises out of wsgi_app and never calls it): the client
+                // gets the server's 500 (gunicorn, waitress, Werkzeug's server and debugger all
+                // answer so). A status start_response already recorded stays.
+                span.with(|rec| {
+                    if rec.get(sc::HTTP_RESPONSE_STATUS_CODE).is_none() {
+                        rec.set(sc::HTTP_RESPONSE_STATUS_CODE, 500i64);
+                    }
+                });
+                span.end(finish);
                 Ok(())
             });
             Err(err)

@@ -4,8 +4,9 @@ Each app gets the native middleware as its *instance* attribute ``wsgi_app`` whe
 (``Flask.__init__`` is wrapped): ``Flask.__call__`` already looks ``self.wsgi_app`` up, so a
 request costs no extra Python frame. The middleware reads the route template while Flask's
 request context is alive and ends the span when the response body is closed.
-``Flask.handle_exception`` (called only for unhandled exceptions) records the exception on the
-active span before Flask turns it into a 500.
+``Flask.handle_exception`` (called only for unhandled exceptions) records the exception and the
+matched route on the active span before Flask turns it into a 500 (or, in debug mode or with
+``PROPAGATE_EXCEPTIONS``, re-raises it: the middleware then records the server's 500).
 
 Apps created before the hook (Flask imported before the agent started, which the bootstrap
 normally prevents) are reached through ``Flask.__call__`` instead, at the cost of a Python frame.
@@ -36,8 +37,19 @@ def instrument(flask):
         except Exception:  # never cost the app its construction
             pass
 
+    globals_ = getattr(flask, "globals", None)
+
     def handle_exception(self, e):
-        _native.record_exception(e)
+        # The route is read here, while the request context is alive: in debug mode or with
+        # PROPAGATE_EXCEPTIONS, Flask re-raises out of wsgi_app without calling start_response
+        # (where the middleware reads it otherwise) and pops the context first.
+        route = None
+        try:
+            rule = globals_.request.url_rule
+            route = rule.rule if rule is not None else None
+        except Exception:
+            pass
+        _native.record_exception(e, route)
         return original_handle_exception(self, e)
 
     __init__.__wrapped__ = original_init
