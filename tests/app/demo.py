@@ -82,6 +82,9 @@ def main():
             except urllib.error.HTTPError as e:
                 status = e.code
             print(f"GET {target:<22} -> {status}")
+        # Exported on the batch schedule (200 ms here) while the servers still run; what is left
+        # goes out at shutdown. On a loaded machine the final flush can be cut short, so wait.
+        time.sleep(1.5)
     finally:
         for p in (proc, proc_b):
             p.send_signal(signal.SIGTERM)
