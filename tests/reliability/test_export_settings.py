@@ -62,8 +62,17 @@ def _wait(predicate, timeout: float, what: str, detail=lambda: ""):
 
 
 def _requests_counted(rx) -> int:
-    """The largest http.server.request.duration count received (cumulative)."""
-    return max((int(dp.count) for _, _, dp in _metric_points(rx, "http.server.request.duration")), default=0)
+    """The largest http.server.request.duration count (all series) of one export (cumulative)."""
+    best = 0
+    for req in rx.requests("metrics"):
+        total = 0
+        for rm in req.message.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == "http.server.request.duration":
+                        total += sum(int(dp.count) for dp in m.histogram.data_points)
+        best = max(best, total)
+    return best
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
@@ -226,8 +235,9 @@ def test_delta_temporality_adds_up_across_workers(rel_install, servers):
         for spans in by_series.values():
             spans.sort()
             assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+        # (A gauge series exists once a snapshot saw a request in flight: maybe none here.)
         active = _metric_points(rx, "http.server.active_requests")
-        assert active and {t for _, t, _ in active} == {CUMULATIVE}, "up-down counters stay cumulative"
+        assert {t for _, t, _ in active} <= {CUMULATIVE}, "up-down counters stay cumulative"
         started = _metric_points(rx, "ferrotel.spans.started")
         assert {t for _, t, _ in started} == {DELTA} and sum(dp.as_int for _, _, dp in started) == n
 
