@@ -172,7 +172,6 @@ enum Job<T> {
 
 /// The processing thread's end of one signal's export thread.
 struct Lane<T> {
-    name: &'static str,
     /// `None`: the thread could not be started (said once); this signal's data is dropped.
     tx: Option<Sender<Job<T>>>,
 }
@@ -200,10 +199,10 @@ impl<T: Send + 'static> Lane<T> {
             }
         });
         match spawned {
-            Ok(_) => Lane { name, tx: Some(tx) },
+            Ok(_) => Lane { tx: Some(tx) },
             Err(e) => {
-                crate::log::warn_once(name, &format!("could not start the {name} thread ({e}); that signal will not be exported"));
-                Lane { name, tx: None }
+                crate::log::warn_once("lane-spawn", &format!("could not start the {name} thread ({e}); that signal will not be exported"));
+                Lane { tx: None }
             }
         }
     }
@@ -269,7 +268,7 @@ impl Spans {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.p.settings.config.batch.max_export_batch_size));
         if let Err(batch) = self.lane.offer(batch) {
             self.p.stats.dropped_queue_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            behind(self.lane.name, "spans");
+            behind("traces-behind", "spans");
         }
     }
 }
@@ -287,9 +286,9 @@ fn export_spans(p: &Pipeline, exporters: &mut [Box<dyn SpanExporter>], failing: 
 }
 
 /// Say once per signal that its export thread fell behind (a slow or hanging collector).
-fn behind(lane: &'static str, what: &str) {
+fn behind(key: &'static str, what: &str) {
     crate::log::warn_once(
-        lane,
+        key,
         &format!("{what}: the export is behind (the collector is slow or not answering); dropping {what} until it catches up (counted)"),
     );
 }
@@ -340,7 +339,7 @@ impl Logs {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.p.settings.config.logs.batch.max_export_batch_size));
         if let Err(batch) = self.lane.offer(batch) {
             self.p.log_stats.dropped_queue_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            behind(self.lane.name, "log records");
+            behind("logs-behind", "log records");
         }
     }
 }
