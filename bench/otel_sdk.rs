@@ -5,8 +5,10 @@
 //! `cargo bench --features compare-otel-sdk --bench otel_sdk` prints, per variant, the wall time
 //! and nanoseconds per exported span for `BENCH_SPANS` spans (default 200,000) in batches of 512,
 //! each batch POSTed to an in-process sink that reads the request and answers 200. For
-//! instruction counts run the built binary under callgrind with `BENCH_VARIANT=ferrotel|sdk` and
-//! two `BENCH_SPANS` values; the difference over the difference in spans is the cost per span.
+//! instruction counts run the built binary under callgrind with `BENCH_VARIANT=ferrotel|sdk|none`
+//! and two `BENCH_SPANS` values; the difference over the difference in spans, less `none`'s (the
+//! input), is the cost per exported span. `BENCH_VARIANT=fork`: whether an exporter built before
+//! a fork still exports from the child.
 //!
 //! - `ferrotel`: `otlp_wire::encode_traces` (records straight to protobuf bytes) and
 //!   `export::http::HttpTransport` (ureq, no thread of its own).
@@ -31,7 +33,7 @@ use ferrotel::span::{self, Head, Scope, SpanKind, SpanRecord, Value};
 
 use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 
 fn request_span(i: u64) -> SpanRecord {
@@ -160,6 +162,51 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
 }
 
+/// Build each exporter in this process, export one batch (so connections and any client thread
+/// exist), fork, and export one batch from the child with the exporter it inherited, as a
+/// pre-fork worker would if the exporter were built before the fork. The child reports within
+/// 15 s or is killed ("hangs").
+fn fork_check(endpoint: &str, config: &Config, resource: &Resource, spans: &[SpanRecord]) {
+    fn in_child(what: &str, export: impl FnOnce() -> Result<(), String>) {
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let started = Instant::now();
+            let code = match export() {
+                Ok(()) => {
+                    println!("fork  {what}: the child's export with the inherited exporter succeeded in {:?}", started.elapsed());
+                    0
+                }
+                Err(e) => {
+                    println!("fork  {what}: the child's export with the inherited exporter failed after {:?}: {e}", started.elapsed());
+                    1
+                }
+            };
+            unsafe { libc::_exit(code) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut status = 0;
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                return;
+            }
+            if Instant::now() > deadline {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                println!("fork  {what}: the child's export with the inherited exporter hangs (killed after 15 s)");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let transport = HttpTransport::new(&config.otlp);
+    transport.post(encode_traces(spans, resource)).expect("ferrotel export");
+    in_child("ferrotel", || transport.post(encode_traces(spans, resource)));
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(endpoint).with_timeout(Duration::from_secs(5)).build().unwrap();
+    exporter.set_resource(&opentelemetry_sdk::Resource::builder_empty().build());
+    block_on(exporter.export(spans.iter().map(to_span_data).collect())).expect("SDK export");
+    in_child("sdk", || block_on(exporter.export(spans.iter().map(to_span_data).collect())).map_err(|e| e.to_string()));
+}
+
 fn main() {
     let total: u64 = std::env::var("BENCH_SPANS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let only = std::env::var("BENCH_VARIANT").ok();
@@ -169,11 +216,27 @@ fn main() {
     let config = Config::from_lookup(|k| (k == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").then(|| endpoint.clone()));
     let resource = Resource::build(&config, &Runtime { name: "cpython".into(), version: "3.11.7".into(), ..Default::default() });
     let input: Vec<SpanRecord> = (0..total).map(request_span).collect();
-    let base_threads = threads();
+    if only.as_deref() == Some("none") {
+        // The input alone: the baseline subtracted from the instruction counts.
+        black_box(&input);
+        return;
+    }
+    if only.as_deref() == Some("convert") {
+        // Only the conversion to the SDK's SpanData (part of the `sdk` variant's cost).
+        for chunk in input.chunks(batch) {
+            black_box(chunk.iter().map(to_span_data).collect::<Vec<_>>());
+        }
+        return;
+    }
+    if only.as_deref() == Some("fork") {
+        fork_check(&endpoint, &config, &resource, &input[..batch.min(input.len())]);
+        return;
+    }
 
     if only.as_deref().is_none_or(|v| v == "ferrotel") {
-        let transport = HttpTransport::new(&config.otlp);
         let before = threads();
+        let transport = HttpTransport::new(&config.otlp);
+        let made = threads() - before;
         let started = Instant::now();
         let mut bytes = 0usize;
         for chunk in input.chunks(batch) {
@@ -187,7 +250,7 @@ fn main() {
             t.as_secs_f64(),
             t.as_nanos() as f64 / total as f64,
             bytes as f64 / total as f64,
-            threads() - before
+            made
         );
     }
 
@@ -216,5 +279,4 @@ fn main() {
             t.as_nanos() as f64 / total as f64,
         );
     }
-    let _ = base_threads;
 }
