@@ -117,6 +117,37 @@ def test_a_stalled_traces_endpoint_does_not_hold_up_metrics_or_logs(rel_install,
         assert "internal error" not in app.log_text()
 
 
+def test_stalled_metrics_and_logs_endpoints_do_not_hold_up_traces(rel_install, servers):
+    """The other way round: metrics and logs held for 30 s, spans keep arriving."""
+    with Receiver() as rx:
+        env = operator_env(
+            rel_install,
+            rx.http_endpoint,
+            extra={
+                "OTEL_EXPORTER_OTLP_TIMEOUT": str((STALL_S + 30) * 1000),
+                "OTEL_METRIC_EXPORT_TIMEOUT": str((STALL_S + 30) * 1000),
+                "OTEL_BLRP_EXPORT_TIMEOUT": str((STALL_S + 30) * 1000),
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "OTEL_METRIC_EXPORT_INTERVAL": "200",
+                "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+                "OTEL_BLRP_SCHEDULE_DELAY": "100",
+            },
+        )
+        rx.stall("metrics", STALL_S)
+        rx.stall("logs", STALL_S)
+        stalled_at = time.monotonic()
+        app = servers.gunicorn(env, workers=1)
+        app.wait_for_workers(1)
+        for i in range(10):
+            http_get(app.port, "/otel" if i % 2 else f"/users/{i}")
+        rx.wait_for_spans(10, timeout=15, predicate=lambda s: s["kind"] == 2)
+        assert time.monotonic() - stalled_at < STALL_S, "the spans must arrive inside the stall to prove anything"
+        assert rx.requests("metrics") == [] and rx.requests("logs") == [], "metrics and logs were held"
+        rx.release()
+        _wait(lambda: rx.log_records() and _requests_counted(rx) >= 10, 20, "metrics and logs after the stall", rx.summary)
+        assert app.stop() == 0
+
+
 def test_a_panic_in_the_processor_chain_is_reported_once_and_export_goes_on(rel_install, servers):
     with Receiver() as rx:
         env = operator_env(rel_install, rx.http_endpoint, extra={"FERROTEL_TEST_FAULT": "processor_panic", "OTEL_BSP_SCHEDULE_DELAY": "100"})
