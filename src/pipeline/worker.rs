@@ -500,4 +500,24 @@ mod tests {
         assert_eq!(ack_rx.recv_timeout(Duration::from_secs(10)), Ok(true));
         assert_eq!(seen_rx.try_iter().collect::<Vec<_>>(), vec![1, 3], "the panicking batch is lost, the next one goes");
     }
+
+    #[test]
+    fn a_stuck_export_thread_refuses_work_instead_of_blocking() {
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+        let lane = Lane::start("ferrotel-test-stuck", 2, move || {
+            move |_: u32| {
+                let _ = gate_rx.recv(); // a collector that does not answer
+            }
+        });
+        lane.offer(1).unwrap(); // taken by the thread, which then waits
+        std::thread::sleep(Duration::from_millis(100));
+        lane.offer(2).unwrap();
+        lane.offer(3).unwrap();
+        assert_eq!(lane.offer(4), Err(4), "full: handed back at once, never waited for");
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(4);
+        lane.flush(&ack_tx);
+        drop(ack_tx);
+        assert_eq!(ack_rx.recv_timeout(Duration::from_secs(5)), Ok(false), "a flush it cannot take is answered false");
+        drop(gate_tx);
+    }
 }
