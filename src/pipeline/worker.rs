@@ -174,6 +174,9 @@ enum Job<T> {
 struct Lane<T> {
     /// `None`: the thread could not be started (said once); this signal's data is dropped.
     tx: Option<Sender<Job<T>>>,
+    /// Payloads the channel takes; it has one slot more, kept for a flush marker, so a flush
+    /// always reaches a thread that is merely behind (and is answered once it has caught up).
+    capacity: usize,
 }
 
 impl<T: Send + 'static> Lane<T> {
@@ -183,7 +186,8 @@ impl<T: Send + 'static> Lane<T> {
     where
         F: FnMut(T),
     {
-        let (tx, rx) = crossbeam_channel::bounded::<Job<T>>(capacity.max(1));
+        let capacity = capacity.max(1);
+        let (tx, rx) = crossbeam_channel::bounded::<Job<T>>(capacity + 1);
         let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
             yield_to_the_app();
             let Some(mut send) = guarded(name, "this signal is not exported", make) else { return };
@@ -199,10 +203,10 @@ impl<T: Send + 'static> Lane<T> {
             }
         });
         match spawned {
-            Ok(_) => Lane { tx: Some(tx) },
+            Ok(_) => Lane { tx: Some(tx), capacity },
             Err(e) => {
                 crate::log::warn_once("lane-spawn", &format!("could not start the {name} thread ({e}); that signal will not be exported"));
-                Lane { tx: None }
+                Lane { tx: None, capacity }
             }
         }
     }
@@ -211,13 +215,18 @@ impl<T: Send + 'static> Lane<T> {
     /// behind (its channel is full) or absent.
     fn offer(&self, payload: T) -> Result<(), T> {
         let Some(tx) = self.tx.as_ref() else { return Err(payload) };
+        // Only the processing thread sends, so the length cannot grow between check and send.
+        if tx.len() >= self.capacity {
+            return Err(payload);
+        }
         tx.try_send(Job::Export(payload)).map_err(|e| match e {
             TrySendError::Full(Job::Export(p)) | TrySendError::Disconnected(Job::Export(p)) => p,
             _ => unreachable!("an export job comes back as sent"),
         })
     }
 
-    /// Queue a flush marker; if the thread is too far behind to take it, answer `false` for it.
+    /// Queue a flush marker (in the slot kept for it); if even that is taken (an earlier flush
+    /// still waits behind a stuck export), answer `false` for it.
     fn flush(&self, ack: &Sender<bool>) {
         let queued = self.tx.as_ref().is_some_and(|tx| tx.try_send(Job::Flush(ack.clone())).is_ok());
         if !queued && self.tx.is_some() {
@@ -515,9 +524,12 @@ mod tests {
         lane.offer(3).unwrap();
         assert_eq!(lane.offer(4), Err(4), "full: handed back at once, never waited for");
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(4);
-        lane.flush(&ack_tx);
+        lane.flush(&ack_tx); // the slot kept for it
+        lane.flush(&ack_tx); // no room: answered false at once
         drop(ack_tx);
-        assert_eq!(ack_rx.recv_timeout(Duration::from_secs(5)), Ok(false), "a flush it cannot take is answered false");
-        drop(gate_tx);
+        assert_eq!(ack_rx.recv_timeout(Duration::from_secs(5)), Ok(false));
+        assert!(ack_rx.recv_timeout(Duration::from_millis(200)).is_err(), "the first flush waits for the queued work");
+        drop(gate_tx); // the collector answers
+        assert_eq!(ack_rx.recv_timeout(Duration::from_secs(5)), Ok(true), "then it is answered");
     }
 }
