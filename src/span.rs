@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::limits::Limits;
 use crate::context::{SpanContext, SpanId, TraceId};
 
 pub type Key = Cow<'static, str>;
@@ -217,6 +218,42 @@ impl SpanRecord {
         self.attributes.push((Cow::Borrowed(key), value.into()));
     }
 
+    /// Set an attribute the application (or a configurable capture) gives, within the span
+    /// limits, so the record stays bounded while the span is open: an existing key is replaced,
+    /// a new key past the count limit is left out and counted, text is cut to the length limit.
+    pub fn set_limited(&mut self, key: impl Into<Key>, value: impl Into<Value>, limits: &Limits) {
+        let key = key.into();
+        let mut value = value.into();
+        limit_value(&mut value, limits.attribute_value_length);
+        let room = self.attributes.len() < limits.attribute_count;
+        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None if room => self.attributes.push((key, value)),
+            None => self.dropped.attributes = self.dropped.attributes.saturating_add(1),
+        }
+    }
+
+    /// Add an event within the limits: past the event count limit it is left out and counted;
+    /// its own attributes are held to the event attribute limits.
+    pub fn add_event_limited(&mut self, mut event: Event, limits: &Limits) {
+        if self.events.len() >= limits.event_count {
+            self.dropped.events = self.dropped.events.saturating_add(1);
+            return;
+        }
+        limit_attributes(&mut event.attributes, limits.event_attribute_count, limits.attribute_value_length);
+        self.events.push(event);
+    }
+
+    /// Add a link within the limits (as `add_event_limited`).
+    pub fn add_link_limited(&mut self, mut link: Link, limits: &Limits) {
+        if self.links.len() >= limits.link_count {
+            self.dropped.links = self.dropped.links.saturating_add(1);
+            return;
+        }
+        limit_attributes(&mut link.attributes, limits.link_attribute_count, limits.attribute_value_length);
+        self.links.push(link);
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -224,6 +261,51 @@ impl SpanRecord {
     pub fn is_sampled(&self) -> bool {
         self.flags & 0x01 != 0
     }
+}
+
+/// Cut text to `max_chars` characters (never inside a character).
+fn truncate_text(s: &mut (impl std::ops::Deref<Target = str> + Truncate), max_chars: usize) {
+    if s.len() > max_chars {
+        if let Some((i, _)) = s.char_indices().nth(max_chars) {
+            Truncate::truncate(s, i);
+        }
+    }
+}
+
+/// `String` and `Text` alike.
+trait Truncate {
+    fn truncate(&mut self, at: usize);
+}
+impl Truncate for String {
+    fn truncate(&mut self, at: usize) {
+        String::truncate(self, at)
+    }
+}
+impl Truncate for Text {
+    fn truncate(&mut self, at: usize) {
+        Text::truncate(self, at)
+    }
+}
+
+/// Cut a string value (or each string of an array) to the attribute value length limit.
+pub fn limit_value(v: &mut Value, max_chars: Option<usize>) {
+    let Some(max) = max_chars else { return };
+    match v {
+        Value::Str(s) => truncate_text(s, max),
+        Value::StrArray(items) => items.iter_mut().for_each(|s| truncate_text(s, max)),
+        _ => {}
+    }
+}
+
+/// Hold a list of attributes to a count (the earliest kept) and a value length; returns how
+/// many were left out.
+pub fn limit_attributes(attrs: &mut Attributes, count: usize, max_chars: Option<usize>) -> u32 {
+    let dropped = attrs.len().saturating_sub(count) as u32;
+    attrs.truncate(count);
+    if max_chars.is_some() {
+        attrs.iter_mut().for_each(|(_, v)| limit_value(v, max_chars));
+    }
+    dropped
 }
 
 /// Wall-clock time in nanoseconds since the Unix epoch.
