@@ -31,23 +31,32 @@ struct Options {
 pub struct WsgiMiddleware {
     app: Py<PyAny>,
     opts: Options,
+    /// `OTEL_PYTHON_<NAME>_EXCLUDED_URLS` / `OTEL_PYTHON_EXCLUDED_URLS`: a callable (the
+    /// compiled regex's `search`) given the request's full URL; a match leaves it untraced.
+    excluded: Option<Py<PyAny>>,
 }
 
 #[pymethods]
 impl WsgiMiddleware {
     #[new]
     /// `flask=True`: the wrapped callable is a Flask app's `wsgi_app`; read its route template.
-    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false))]
-    fn new(app: Py<PyAny>, scope: String, flask: bool) -> Self {
+    /// `excluded`: called with each request's full URL; a true answer leaves it untraced.
+    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false, excluded = None))]
+    fn new(py: Python<'_>, app: Py<PyAny>, scope: String, flask: bool, excluded: Option<Py<PyAny>>) -> Self {
         let scope = match scope.as_str() {
             "ferrotel.wsgi" => Scope::fixed("ferrotel.wsgi"),
             "ferrotel.flask" => Scope::fixed("ferrotel.flask"),
             _ => Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) },
         };
-        WsgiMiddleware { app, opts: Options { scope, flask_route: flask } }
+        WsgiMiddleware { app, opts: Options { scope, flask_route: flask }, excluded: excluded.filter(|e| !e.is_none(py)) }
     }
 
     fn __call__(&self, py: Python<'_>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if let Some(excluded) = &self.excluded {
+            if quietly("the WSGI hook", || excluded.bind(py).call1((wsgi_url(&environ)?,))?.is_truthy()) == Some(true) {
+                return Ok(self.app.bind(py).call1((environ, start_response))?.unbind());
+            }
+        }
         handle(py, self.app.bind(py), environ, start_response, &self.opts)
     }
 
@@ -298,6 +307,31 @@ fn wsgi_to_utf8(s: &str) -> Text {
     }
     let bytes: Vec<u8> = s.chars().map(|c| c as u8).collect();
     Text::new(String::from_utf8_lossy(&bytes))
+}
+
+/// The request's full URL as upstream's excluded-URL rule sees it:
+/// `scheme://host[:port]/script/path[?query]`.
+fn wsgi_url(environ: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = environ.py();
+    let environ = environ.cast::<PyDict>()?;
+    let get = |k: &Bound<'_, PyString>| -> PyResult<String> { Ok(get_pystr(environ, k)?.as_ref().and_then(|s| capi::utf8(s)).map(wsgi_to_utf8).map(|t| t.to_string()).unwrap_or_default()) };
+    let scheme = get(intern!(py, "wsgi.url_scheme"))?;
+    let scheme = if scheme.is_empty() { "http".to_string() } else { scheme };
+    let mut host = get(intern!(py, "HTTP_HOST"))?;
+    if host.is_empty() {
+        host = get(intern!(py, "SERVER_NAME"))?;
+        let port = get(intern!(py, "SERVER_PORT"))?;
+        if !port.is_empty() && sc::default_port(&scheme).map(|d| d.to_string()) != Some(port.clone()) {
+            host = format!("{host}:{port}");
+        }
+    }
+    let mut url = format!("{scheme}://{host}{}{}", get(intern!(py, "SCRIPT_NAME"))?, get(intern!(py, "PATH_INFO"))?);
+    let query = get(intern!(py, "QUERY_STRING"))?;
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
+    }
+    Ok(url)
 }
 
 fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
