@@ -194,6 +194,27 @@ impl Config {
         Self::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
     }
 
+    /// Every variable the configuration reads: what `docs/compliance.md` is checked against
+    /// (`_native.config_variables()`). The names asked for with an empty environment, and with
+    /// the settings that make other reads depend on them (the ratio sampler reads its argument).
+    pub fn variables() -> Vec<String> {
+        let asked = std::cell::RefCell::new(Vec::<String>::new());
+        for probe in [None, Some(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"))] {
+            let _ = Self::from_lookup(|k| {
+                let mut a = asked.borrow_mut();
+                if !a.iter().any(|x| x == k) {
+                    a.push(k.to_string());
+                }
+                probe.filter(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            });
+        }
+        let mut names = asked.into_inner();
+        names.push("FERROTEL_CONFIG".to_string()); // read by from_env before the rest
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Build from any variable source (tests pass a map). Empty values count as unset, as the
     /// specification says.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {

@@ -333,3 +333,12 @@ fn grpc_endpoint_scheme_and_insecure() {
     assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")]), ("http://localhost:4318/v1/traces".into(), 1));
     assert_eq!(endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317/x")]), ("http://localhost:4317".into(), 1));
 }
+
+#[test]
+fn config_variables_include_conditional_reads() {
+    let names = Config::variables();
+    for name in ["OTEL_TRACES_SAMPLER_ARG", "OTEL_SPAN_LINK_COUNT_LIMIT", "OTEL_PYTHON_FLASK_EXCLUDED_URLS", "FERROTEL_CONFIG"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+    }
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+}
