@@ -1,5 +1,5 @@
-//! WSGI server spans, in Rust: the middleware (`ferrotel.wsgi.Middleware(app)`), the Flask
-//! dispatcher the Flask hook installs as `Flask.__call__`, the `start_response` wrapper (status,
+//! WSGI server spans, in Rust: the middleware (`ferrotel.wsgi.Middleware(app)`, and what the
+//! Flask hook gives every Flask app as its instance `wsgi_app`), the `start_response` wrapper (status,
 //! and Flask's route template while the request context is still alive) and the response-body
 //! wrapper whose `close()` ends the span, so streamed responses are timed to the last chunk.
 
