@@ -313,3 +313,47 @@ pub fn limit_attributes(attrs: &mut Attributes, count: usize, max_chars: Option<
 pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(count: usize, len: Option<usize>, events: usize, links: usize) -> Limits {
+        Limits { attribute_value_length: len, attribute_count: count, event_count: events, link_count: links, event_attribute_count: 2, link_attribute_count: 1 }
+    }
+
+    fn span() -> SpanRecord {
+        SpanRecord::start("s", SpanKind::Internal, Scope::fixed("t"), None, TraceId::random(), Head::Sampled)
+    }
+
+    #[test]
+    fn attributes_past_the_count_are_dropped_and_counted_as_they_are_added() {
+        let l = limits(2, Some(3), 128, 128);
+        let mut s = span();
+        s.set_limited("a", "abcdef", &l);
+        s.set_limited("b", 1i64, &l);
+        s.set_limited("c", 2i64, &l);
+        s.set_limited("a", "xy", &l); // a kept key may change
+        s.set_limited("d", Value::StrArray(vec!["long text".into()]), &l);
+        assert_eq!(s.attributes, vec![("a".into(), Value::from("xy")), ("b".into(), Value::Int(1))]);
+        assert_eq!(s.dropped.attributes, 2);
+        s.set_limited("a", "abcdef", &l);
+        assert_eq!(s.get("a"), Some(&Value::from("abc")), "text cut to the length limit");
+    }
+
+    #[test]
+    fn events_and_links_past_their_counts_are_dropped_and_their_attributes_limited() {
+        let l = limits(128, Some(2), 1, 1);
+        let mut s = span();
+        let attrs: Attributes = vec![("x".into(), "long".into()), ("y".into(), 1i64.into()), ("z".into(), 2i64.into())];
+        s.add_event_limited(Event { name: "e1".into(), time_ns: 1, attributes: attrs.clone() }, &l);
+        s.add_event_limited(Event { name: "e2".into(), time_ns: 2, attributes: attrs.clone() }, &l);
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events[0].attributes, vec![("x".into(), Value::from("lo")), ("y".into(), Value::Int(1))]);
+        let link = Link { trace_id: TraceId::random(), span_id: SpanId::random(), trace_state: None, flags: 1, attributes: attrs };
+        s.add_link_limited(link.clone(), &l);
+        s.add_link_limited(link, &l);
+        assert_eq!((s.links.len(), s.links[0].attributes.len()), (1, 1));
+        assert_eq!(s.dropped, Dropped { attributes: 0, events: 1, links: 1 });
+    }
+}

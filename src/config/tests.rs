@@ -342,3 +342,18 @@ fn config_variables_include_conditional_reads() {
     }
     assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
 }
+
+#[test]
+fn header_capture_names_plain_lower_cased_patterns_kept() {
+    let p = Config::from_pairs(&[
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "X-Request-Id, X-\\D.*"),
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST", ".*"),
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE", "Content-Type"),
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", "Secret,token"),
+    ])
+    .processing;
+    assert_eq!(p.capture_request_headers, vec!["x-request-id", "X-\\D.*"]);
+    assert_eq!(p.capture_client_request_headers, vec![".*"]);
+    assert_eq!(p.capture_client_response_headers, vec!["content-type"]);
+    assert_eq!(p.sanitize_headers, vec!["secret", "token"]);
+}

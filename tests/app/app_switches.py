@@ -22,6 +22,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.send_response(200)
+        self.send_header("X-Resp-Id", "s1")
+        self.send_header("X-Other", "o")
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
@@ -38,25 +40,29 @@ def _base():
     return "http://127.0.0.1:%d" % _target[0]
 
 
+# headers every outgoing call sends (for the header-capture tests)
+SENT = {"X-Req-Id": "r1", "X-Secret-Token": "hunter2"}
+
+
 @app.route("/work")
 def work():
     base = _base()
     import urllib.request
 
-    urllib.request.urlopen(base + "/by/urllib").read()
+    urllib.request.urlopen(urllib.request.Request(base + "/by/urllib", headers=SENT)).read()
     conn = http.client.HTTPConnection("127.0.0.1", _target[0])
-    conn.request("GET", "/by/http_client")
+    conn.request("GET", "/by/http_client", headers=SENT)
     conn.getresponse().read()
     conn.close()
     import urllib3
 
-    urllib3.PoolManager().request("GET", base + "/by/urllib3")
+    urllib3.PoolManager().request("GET", base + "/by/urllib3", headers=SENT)
     import requests
 
-    requests.get(base + "/by/requests")
+    requests.get(base + "/by/requests", headers=SENT)
     import httpx
 
-    httpx.get(base + "/by/httpx")
+    httpx.get(base + "/by/httpx", headers=SENT)
     db = sqlite3.connect(":memory:")
     db.execute("SELECT 1").fetchall()
     db.close()

@@ -158,8 +158,8 @@ struct RequestHeaders {
     user_agent: Option<String>,
     forwarded: Option<String>,
     x_forwarded_for: Option<String>,
-    /// `(index into agent.capture_request_headers, value)`.
-    captured: Vec<(usize, String)>,
+    /// Every header `(name, value)` when request headers are captured (matched later).
+    captured: Vec<(String, String)>,
 }
 
 fn push_joined(slot: &mut Option<String>, value: String) {
@@ -174,6 +174,7 @@ fn push_joined(slot: &mut Option<String>, value: String) {
 
 fn read_headers(py: Python<'_>, agent: &Agent, scope: &Bound<'_, PyDict>) -> PyResult<RequestHeaders> {
     let mut out = RequestHeaders::default();
+    let capture = super::headers::wanted(agent, super::headers::Kind::ServerRequest);
     let Some(headers) = scope.get_item(intern!(py, "headers"))? else { return Ok(out) };
     for item in headers.try_iter()? {
         let item = item?;
@@ -200,10 +201,8 @@ fn read_headers(py: Python<'_>, agent: &Agent, scope: &Bound<'_, PyDict>) -> PyR
                 None => out.propagation.push((*h, text())),
             }
         }
-        if !agent.capture_request_headers.is_empty() {
-            if let Some(i) = agent.capture_request_headers.iter().position(|c| c.as_bytes() == name) {
-                out.captured.push((i, text()));
-            }
+        if capture {
+            out.captured.push((String::from_utf8_lossy(name).into_owned(), text()));
         }
     }
     Ok(out)
@@ -321,15 +320,7 @@ fn request_attributes(scope: &Bound<'_, PyDict>, headers: RequestHeaders, rec: &
         }
     }
     if !headers.captured.is_empty() {
-        if let Some(agent) = agent::get() {
-            for (i, value) in headers.captured {
-                let key = format!("http.request.header.{}", agent.capture_request_headers[i]);
-                match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, Value::StrArray(values))) => values.push(value),
-                    _ => rec.set(key, Value::StrArray(vec![value])),
-                }
-            }
-        }
+        super::headers::capture(py, rec, super::headers::Kind::ServerRequest, headers.captured.iter().map(|(n, v)| (n.as_str(), v.clone())));
     }
     Ok(())
 }
@@ -452,21 +443,8 @@ impl AsgiSend {
 
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE` over ASGI's `[(name, value)]` bytes.
 fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
-    let Some(agent) = agent::get() else { return Ok(()) };
-    for item in headers.try_iter()? {
-        let item = item?;
-        let (name, value) = (item.get_item(0)?, item.get_item(1)?);
-        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else { continue };
-        let name = String::from_utf8_lossy(name.as_bytes()).to_ascii_lowercase();
-        if agent.capture_response_headers.contains(&name) {
-            let key = format!("http.response.header.{name}");
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, Value::StrArray(values))) => values.push(value),
-                _ => rec.set(key, Value::StrArray(vec![value])),
-            }
-        }
-    }
+    let pairs = super::headers::pairs_of(headers)?;
+    super::headers::capture(headers.py(), rec, super::headers::Kind::ServerResponse, pairs.iter().map(|(n, v)| (n.as_str(), v.clone())));
     Ok(())
 }
 

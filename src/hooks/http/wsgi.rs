@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyIterator, PyString, PyTuple};
 
 use crate::hooks::capi;
 use crate::hooks::current;
+use super::headers;
 use super::server;
 use crate::hooks::guard::{self, quietly};
 use crate::config::TestFault;
@@ -244,45 +245,55 @@ fn begin<'py>(
 static CAPTURE_KEYS: PyOnceLock<Vec<(String, Py<PyString>)>> = PyOnceLock::new();
 
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`: `http.request.header.<name>`.
+/// Plain names are looked up by their CGI keys; a list with a pattern in it (`.*`, `x-.*`) is
+/// matched against every header of the environ (`HTTP_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`,
+/// whose names WSGI gives with `_` for `-`).
 fn capture_request_headers(py: Python<'_>, agent: &Agent, environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
-    if agent.capture_request_headers.is_empty() {
+    if !headers::wanted(agent, headers::Kind::ServerRequest) {
         return Ok(());
     }
-    let keys = CAPTURE_KEYS.get_or_init(py, || {
-        agent
-            .capture_request_headers
-            .iter()
-            .map(|name| {
-                let cgi = match name.as_str() {
-                    "content-type" | "content-length" => name.to_ascii_uppercase().replace('-', "_"),
-                    _ => format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
-                };
-                (format!("http.request.header.{name}"), PyString::intern(py, &cgi).unbind())
-            })
-            .collect()
-    });
-    for (attr, key) in keys {
-        if let Some(v) = get_str(environ, key.bind(py))? {
-            rec.set(attr.clone(), Value::StrArray(vec![v]));
+    let mut found: Vec<(String, String)> = Vec::new();
+    if agent.capture_request_headers.iter().all(|n| crate::config::plain_header_name(n)) {
+        let keys = CAPTURE_KEYS.get_or_init(py, || {
+            agent
+                .capture_request_headers
+                .iter()
+                .map(|name| {
+                    let cgi = match name.as_str() {
+                        "content-type" | "content-length" => name.to_ascii_uppercase().replace('-', "_"),
+                        _ => format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
+                    };
+                    (name.clone(), PyString::intern(py, &cgi).unbind())
+                })
+                .collect()
+        });
+        for (name, key) in keys {
+            if let Some(v) = get_str(environ, key.bind(py))? {
+                found.push((name.clone(), v));
+            }
+        }
+    } else {
+        for (k, v) in environ.iter() {
+            let (Ok(k), Ok(v)) = (k.cast::<PyString>(), v.cast::<PyString>()) else { continue };
+            let (Some(k), Some(v)) = (capi::utf8(k), capi::utf8(v)) else { continue };
+            let name = match k {
+                "CONTENT_TYPE" | "CONTENT_LENGTH" => k,
+                _ => match k.strip_prefix("HTTP_") {
+                    Some(rest) => rest,
+                    None => continue,
+                },
+            };
+            found.push((name.to_ascii_lowercase().replace('_', "-"), wsgi_to_utf8(v).to_string()));
         }
     }
+    headers::capture(py, rec, headers::Kind::ServerRequest, found.iter().map(|(n, v)| (n.as_str(), v.clone())));
     Ok(())
 }
 
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`: `http.response.header.<name>`.
-fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
-    let Some(agent) = agent::get() else { return Ok(()) };
-    for item in headers.try_iter()? {
-        let (name, value): (String, String) = item?.extract()?;
-        let name = name.to_ascii_lowercase();
-        if agent.capture_response_headers.contains(&name) {
-            let key = format!("http.response.header.{name}");
-            match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, Value::StrArray(values))) => values.push(value),
-                _ => rec.set(key, Value::StrArray(vec![value])),
-            }
-        }
-    }
+fn capture_response_headers(list: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
+    let pairs = headers::pairs_of(list)?;
+    headers::capture(list.py(), rec, headers::Kind::ServerResponse, pairs.iter().map(|(n, v)| (n.as_str(), v.clone())));
     Ok(())
 }
 
