@@ -295,3 +295,43 @@ def test_without_the_agent_fastapi_sees_no_marker(servers, receiver, tmp_path):
     resp = http_get(srv.port, "/telemetry-marker")
     srv.stop()
     assert json.loads(resp.body) == {"present": False, "is_none": False}, "the marker comes from ferrotel"
+
+
+# ---- the OpenTelemetry API bridge, and every registry name covered ----------------------------
+
+API_PROBE = r"""
+import json
+from opentelemetry import trace
+span = trace.get_tracer("probe").start_span("s")
+print(json.dumps(type(span).__module__))
+span.end()
+"""
+
+
+@pytest.mark.parametrize("disabled, bridged", [("", True), ("opentelemetry_api", False), ("*", False)])
+def test_the_api_bridge_switch(install, disabled, bridged):
+    from support.app_venvs import app_venv, run_in
+
+    bin_dir = app_venv("api-newest")
+    env = operator_env(install, "http://127.0.0.1:9", extra={**QUIET, "OTEL_TRACES_EXPORTER": "none", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled})
+    out = run_in(bin_dir, API_PROBE, env)
+    assert out.returncode == 0, out.stderr
+    module = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (module == "ferrotel.hooks.otel.otel_api") is bridged, module
+
+
+# every name this file switches off, each under a server or in the app's own environment
+SWITCHED_HERE = {"flask", "sqlite3", "logging", "threading", "django", "wsgi", "fastapi", "starlette", "asgi", "opentelemetry_api"}
+SWITCHED_HERE |= set(CLIENT_CASES) | {n for n, _, _ in DB_NAMES}
+
+
+def test_every_registry_name_is_switched_off_by_a_test_here():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "python" / "ferrotel" / "_registry.py"
+    spec = importlib.util.spec_from_file_location("ferrotel_registry_for_switches", path)
+    registry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(registry)
+    names = {i.name for i in registry.INSTRUMENTATIONS} | {"wsgi"}
+    assert names == SWITCHED_HERE, "add a test of the new name's switch to this file"
