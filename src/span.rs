@@ -80,6 +80,8 @@ pub struct Link {
     pub trace_state: Option<String>,
     pub flags: u8,
     pub attributes: Attributes,
+    /// Attributes left out by the link attribute limit (OTLP's `dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -87,6 +89,8 @@ pub struct Event {
     pub name: Key,
     pub time_ns: u64,
     pub attributes: Attributes,
+    /// Attributes left out by the event attribute limit (OTLP's `dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// The instrumentation scope that produced a span (hooks use static names; the API bridge will
@@ -240,7 +244,7 @@ impl SpanRecord {
             self.dropped.events = self.dropped.events.saturating_add(1);
             return;
         }
-        limit_attributes(&mut event.attributes, limits.event_attribute_count, limits.attribute_value_length);
+        event.dropped_attributes += limit_attributes(&mut event.attributes, limits.event_attribute_count, limits.attribute_value_length);
         self.events.push(event);
     }
 
@@ -250,7 +254,7 @@ impl SpanRecord {
             self.dropped.links = self.dropped.links.saturating_add(1);
             return;
         }
-        limit_attributes(&mut link.attributes, limits.link_attribute_count, limits.attribute_value_length);
+        link.dropped_attributes += limit_attributes(&mut link.attributes, limits.link_attribute_count, limits.attribute_value_length);
         self.links.push(link);
     }
 
@@ -346,14 +350,15 @@ mod tests {
         let l = limits(128, Some(2), 1, 1);
         let mut s = span();
         let attrs: Attributes = vec![("x".into(), "long".into()), ("y".into(), 1i64.into()), ("z".into(), 2i64.into())];
-        s.add_event_limited(Event { name: "e1".into(), time_ns: 1, attributes: attrs.clone() }, &l);
-        s.add_event_limited(Event { name: "e2".into(), time_ns: 2, attributes: attrs.clone() }, &l);
+        s.add_event_limited(Event { name: "e1".into(), time_ns: 1, attributes: attrs.clone(), dropped_attributes: 0 }, &l);
+        s.add_event_limited(Event { name: "e2".into(), time_ns: 2, attributes: attrs.clone(), dropped_attributes: 0 }, &l);
         assert_eq!(s.events.len(), 1);
         assert_eq!(s.events[0].attributes, vec![("x".into(), Value::from("lo")), ("y".into(), Value::Int(1))]);
-        let link = Link { trace_id: TraceId::random(), span_id: SpanId::random(), trace_state: None, flags: 1, attributes: attrs };
+        assert_eq!(s.events[0].dropped_attributes, 1);
+        let link = Link { trace_id: TraceId::random(), span_id: SpanId::random(), trace_state: None, flags: 1, attributes: attrs, dropped_attributes: 0 };
         s.add_link_limited(link.clone(), &l);
         s.add_link_limited(link, &l);
-        assert_eq!((s.links.len(), s.links[0].attributes.len()), (1, 1));
+        assert_eq!((s.links.len(), s.links[0].attributes.len(), s.links[0].dropped_attributes), (1, 1, 2));
         assert_eq!(s.dropped, Dropped { attributes: 0, events: 1, links: 1 });
     }
 }

@@ -105,7 +105,7 @@ pub fn start_span(
             for item in links.try_iter()?.flatten() {
                 if let Ok((ctx, attrs)) = item.extract::<(Bound<'_, PyTuple>, Option<Bound<'_, PyAny>>)>() {
                     if let Some(c) = context_from_tuple(&ctx) {
-                        rec.add_link_limited(Link { trace_id: c.trace_id, span_id: c.span_id, trace_state: c.trace_state, flags: c.flags, attributes: convert::attributes(attrs.as_ref()) }, l);
+                        rec.add_link_limited(Link { trace_id: c.trace_id, span_id: c.span_id, trace_state: c.trace_state, flags: c.flags, attributes: convert::attributes(attrs.as_ref()), dropped_attributes: 0 }, l);
                     }
                 }
             }

@@ -136,7 +136,7 @@ impl Span {
             self.with(|r| {
                 if let Some(e) = r.events.iter_mut().rev().find(|e| e.name == "exception") {
                     e.attributes.extend(extra);
-                    crate::span::limit_attributes(&mut e.attributes, l.event_attribute_count, l.attribute_value_length);
+                    e.dropped_attributes += crate::span::limit_attributes(&mut e.attributes, l.event_attribute_count, l.attribute_value_length);
                 }
             });
         }
@@ -156,7 +156,7 @@ impl Span {
     fn add_event(&self, name: String, attributes: Option<Bound<'_, PyAny>>, timestamp_ns: Option<u64>) {
         let attributes = convert::attributes(attributes.as_ref());
         let l = limits();
-        self.with(|r| r.add_event_limited(Event { name: name.into(), time_ns: timestamp_ns.unwrap_or_else(now_ns), attributes }, l));
+        self.with(|r| r.add_event_limited(Event { name: name.into(), time_ns: timestamp_ns.unwrap_or_else(now_ns), attributes, dropped_attributes: 0 }, l));
     }
     /// What the open span holds, as the OpenTelemetry SDK's `ReadableSpan` shows it:
     /// `(attributes, [(event name, event attributes)], [(link trace id, link span id, link

@@ -35,12 +35,12 @@ impl SpanProcessor for SpanLimits {
         span.dropped.events += span.events.len().saturating_sub(l.event_count) as u32;
         span.events.truncate(l.event_count);
         for e in &mut span.events {
-            apply(&mut e.attributes, l.event_attribute_count, l.attribute_value_length);
+            e.dropped_attributes += apply(&mut e.attributes, l.event_attribute_count, l.attribute_value_length);
         }
         span.dropped.links += span.links.len().saturating_sub(l.link_count) as u32;
         span.links.truncate(l.link_count);
         for link in &mut span.links {
-            apply(&mut link.attributes, l.link_attribute_count, l.attribute_value_length);
+            link.dropped_attributes += apply(&mut link.attributes, l.link_attribute_count, l.attribute_value_length);
         }
         Ok(())
     }

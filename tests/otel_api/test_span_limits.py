@@ -105,6 +105,10 @@ def test_the_receiver_gets_the_bounded_span_and_the_dropped_counts(run):
     assert len(manual["links"]) == min(N + 1, links)
     assert manual["dropped_links_count"] == max(0, N + 1 - links)
     assert [len(link["attributes"]) for link in manual["links"]] == _link_attribute_counts(links, link_attrs)
+    # each event's and link's own dropped_attributes_count
+    assert [e["dropped_attributes_count"] for e in manual["events"]] == [N - event_attrs] * min(N, events)
+    given = [N] * N + [1]
+    assert [link["dropped_attributes_count"] for link in manual["links"]] == [g - k for g, k in zip(given, _link_attribute_counts(links, link_attrs))]
 
 
 def test_the_server_span_the_app_enriches_is_bounded_too(run):
