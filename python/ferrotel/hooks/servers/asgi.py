@@ -35,17 +35,17 @@ _FRAMEWORKS = (("fastapi.applications", "fastapi"), ("starlette.applications", "
 def framework(app):
     """The instrumentation name of the framework `app` is (or wraps: uvicorn's and Starlette's
     middlewares keep the next app as ``.app``), or ``"asgi"``."""
-    seen = 0
-    while app is not None and seen < 16:
-        seen += 1
-        try:
+    try:
+        seen = 0
+        while app is not None and seen < 16:
+            seen += 1
             modules = {getattr(c, "__module__", None) for c in type(app).__mro__}
-        except Exception:
-            break
-        for module, name in _FRAMEWORKS:
-            if module in modules:
-                return name
-        app = getattr(app, "app", None)
+            for module, name in _FRAMEWORKS:
+                if module in modules:
+                    return name
+            app = getattr(app, "app", None)
+    except Exception:  # an app object with odd attributes: the generic switch decides
+        pass
     return "asgi"
 
 
@@ -56,9 +56,13 @@ def wrap(app, scope="ferrotel.asgi", name=None):
         return app
     if name is None:
         name = framework(app)
-    if name != "asgi" and not _native.instrumentation(name)[0]:
-        return app  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names its framework
-    return _Native(app, scope, excluded_for(name))
+    try:
+        if name != "asgi" and not _native.instrumentation(name)[0]:
+            return app  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names its framework
+        excluded = excluded_for(name)
+    except Exception:  # never cost the server its app: trace it as before
+        excluded = None
+    return _Native(app, scope, excluded)
 
 
 def instrument_uvicorn(config_module):
