@@ -33,6 +33,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<span::Span>()?;
     m.add_class::<db::DbHook>()?;
     m.add_class::<db::DbConnection>()?;
+    capi::register(m)?;
     http::register(m)?;
     otel::register(m)?;
     logs::register(m)
