@@ -186,7 +186,6 @@ INSTRUMENTATIONS = (
         "1.28, 1.45",
         {"opentelemetry.trace": "otel.otel_api:instrument"},
         "the app's spans, in the same traces",
-        gate=False,
     ),
 )
 

@@ -143,6 +143,9 @@ def _flatten_span(span, resource, scope):
             {"trace_id": _hex(link.trace_id), "span_id": _hex(link.span_id), "attributes": attributes(link.attributes)}
             for link in span.links
         ],
+        "dropped_attributes_count": span.dropped_attributes_count,
+        "dropped_events_count": span.dropped_events_count,
+        "dropped_links_count": span.dropped_links_count,
         "resource": attributes(resource.attributes),
         "scope_name": scope.name,
         "scope_version": scope.version,
