@@ -141,3 +141,30 @@ def test_errors_per_side(operator_install, receiver, launcher):
     (missing,) = [s for s in spans if s["attributes"].get("url.path") == "/nowhere"]
     assert missing["name"] == "GET" and "http.route" not in missing["attributes"]
     assert missing["attributes"]["http.response.status_code"] == 404 and missing["status_code"] == STATUS_UNSET
+
+
+def test_disabled_and_excluded(operator_install, receiver, launcher):
+    """`aiohttp_server` switched off in the backend, the frontend's `/fail` excluded by URL: the
+    requests answer as usual, and only the frontend's other spans arrive."""
+    backend = launcher.launch(AiohttpApp(_env(operator_install, receiver, "backend", OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="aiohttp_server"), launcher.log_path("backend"), "backend"))
+    frontend = launcher.launch(
+        AiohttpApp(
+            _env(operator_install, receiver, "frontend", BACKEND_URL="http://127.0.0.1:%d" % backend.port, OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS="/fail$"),
+            launcher.log_path("frontend"),
+            "frontend",
+        )
+    )
+    # /fail first: its spans are queued before /orders/1's, so they would have arrived with them.
+    assert _get("http://127.0.0.1:%d/fail" % frontend.port)[0] == 502
+    assert _get("http://127.0.0.1:%d/orders/1" % frontend.port)[0] == 200
+    (order,) = receiver.wait_for_spans(1, timeout=20, predicate=lambda s: s["name"] == "GET /orders/{order_id}")
+    receiver.wait_for_spans(2, timeout=20, predicate=lambda s: s["parent_span_id"] == order["span_id"])
+    spans = receiver.spans()
+    assert sorted((s["resource"]["service.name"], s["kind"], s["name"]) for s in spans) == [
+        ("frontend", SPAN_KIND_SERVER, "GET /orders/{order_id}"),
+        ("frontend", SPAN_KIND_CLIENT, "GET"),
+        ("frontend", SPAN_KIND_CLIENT, "GET"),
+        ("frontend", SPAN_KIND_CLIENT, "GET"),  # /fail's call to /boom: a root span, its request excluded
+    ]
+    (boom,) = [s for s in spans if s["attributes"].get("url.full", "").endswith("/boom")]
+    assert boom["parent_span_id"] == "" and boom["trace_id"] != order["trace_id"]
