@@ -96,7 +96,7 @@ fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>, route: Option<Bound<'
         if let Some(route) = route.as_ref().and_then(|r| hooks::capi::utf8(r)) {
             span.with(|rec| {
                 if rec.kind == span::SpanKind::Server && rec.get(semconv::HTTP_ROUTE).is_none() {
-                    rec.set(semconv::HTTP_ROUTE, span::Text::new(route));
+                    rec.set(semconv::HTTP_ROUTE, span::Text::new(&route));
                 }
             });
         }

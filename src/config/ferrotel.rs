@@ -81,6 +81,7 @@ pub fn test_fault(r: &mut Reader<'_>) -> Option<TestFault> {
         "panic" => Some(TestFault::Panic),
         "start_response" => Some(TestFault::StartResponse),
         "body" => Some(TestFault::Body),
+        "processor_panic" => Some(TestFault::ProcessorPanic),
         other => {
             r.warn(key, other, "no fault");
             None

@@ -6,8 +6,15 @@
 
 use super::reader::Reader;
 
-/// The upstream names of the HTTP client instrumentations, with their variable infix.
-pub const CLIENTS: &[(&str, &str)] = &[("urllib", "URLLIB"), ("urllib3", "URLLIB3"), ("requests", "REQUESTS"), ("httpx", "HTTPX")];
+/// The upstream names of the instrumentations that take excluded URLs, with their variable infix.
+pub const CLIENTS: &[(&str, &str)] = &[
+    ("urllib", "URLLIB"),
+    ("urllib3", "URLLIB3"),
+    ("requests", "REQUESTS"),
+    ("httpx", "HTTPX"),
+    ("aiohttp_client", "AIOHTTP_CLIENT"),
+    ("aiohttp_server", "AIOHTTP_SERVER"),
+];
 
 /// The server instrumentations with a variable of their own, as upstream names them
 /// (`OTEL_PYTHON_FLASK_EXCLUDED_URLS`, ...; the ASGI middleware's is `OTEL_PYTHON_ASGI_EXCLUDED_URLS`).

@@ -44,6 +44,20 @@ pub enum TracesExporter {
 pub enum MetricsExporter {
     Otlp,
     Prometheus,
+    /// One JSON object per metric export on stderr.
+    Console,
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (the OTLP metric exporter's spec): which
+/// instrument kinds are exported as deltas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Temporality {
+    /// Every instrument cumulative (the default).
+    Cumulative,
+    /// Counter, asynchronous counter and histogram: delta; up-down counters: cumulative.
+    Delta,
+    /// Counter and histogram: delta; asynchronous counter and up-down counters: cumulative.
+    LowMemory,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,6 +115,9 @@ pub struct MetricsConfig {
     /// Empty: no metrics are exported (and none are computed).
     pub exporters: Vec<MetricsExporter>,
     pub interval: Duration,
+    /// `OTEL_METRIC_EXPORT_TIMEOUT` (also caps `otlp.timeout`).
+    pub export_timeout: Duration,
+    pub temporality: Temporality,
     pub otlp: OtlpConfig,
     pub prometheus_host: String,
     pub prometheus_port: u16,
@@ -180,6 +197,8 @@ pub enum TestFault {
     StartResponse,
     /// In the response-body wrapper.
     Body,
+    /// In the span processing chain, on the export thread (the first span of each process).
+    ProcessorPanic,
 }
 
 impl Config {
@@ -234,8 +253,10 @@ impl Config {
         let traces_exporters = otel::traces_exporters(&mut r);
         let sampler = otel::sampler(&mut r);
         let propagators = otel::propagators(&mut r);
-        let otlp = otel::otlp(&mut r, otel::Signal::Traces);
+        let mut otlp = otel::otlp(&mut r, otel::Signal::Traces);
         let batch = otel::batch(&mut r);
+        // The processor's export timeout bounds each export (and its retries) too.
+        otlp.timeout = otlp.timeout.min(batch.export_timeout.max(Duration::from_millis(1)));
         let metrics = otel::metrics(&mut r);
         let processing = ferrotel::processing(&mut r);
         let instrumentation = instrumentation::instrumentation(&mut r);

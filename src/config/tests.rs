@@ -43,7 +43,7 @@ fn every_variable_is_read() {
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ("OTEL_BSP_EXPORT_TIMEOUT", "1000"),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "5000"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
     ]);
@@ -63,7 +63,7 @@ fn every_variable_is_read() {
     assert_eq!(c.otlp.timeout, Duration::from_millis(2500));
     assert_eq!(c.otlp.compression, Compression::Gzip);
     assert_eq!(c.batch.schedule_delay, Duration::from_millis(100));
-    assert_eq!(c.batch.export_timeout, Duration::from_millis(1000));
+    assert_eq!(c.batch.export_timeout, Duration::from_millis(5000));
     assert_eq!((c.batch.max_queue_size, c.batch.max_export_batch_size), (100, 10));
 }
 

@@ -35,7 +35,7 @@ use crate::span::{now_ns, Scope, SpanKind, SpanRecord, Value};
 /// The UTF-8 text of a Python string, borrowed (owned only for strings with lone surrogates).
 fn text<'a>(s: &'a Bound<'_, PyString>) -> std::borrow::Cow<'a, str> {
     match crate::hooks::capi::utf8(s) {
-        Some(t) => std::borrow::Cow::Borrowed(t),
+        Some(t) => t,
         None => std::borrow::Cow::Owned(s.to_string_lossy().into_owned()),
     }
 }

@@ -178,7 +178,7 @@ fn end_with_pyerr(py: Python<'_>, span: &Span, err: &PyErr) {
 }
 
 /// A `str`'s UTF-8 view, borrowed from the object (None for other types and lone surrogates).
-fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<std::borrow::Cow<'a, str>> {
     capi::utf8(v.cast::<PyString>().ok()?)
 }
 
@@ -290,7 +290,8 @@ impl HttpClientHook {
             Some(h) => (h.clone(), conn.getattr_opt(intern!(py, "_tunnel_port"))?),
             None => (conn.getattr(intern!(py, "host"))?, Some(conn.getattr(intern!(py, "port"))?)),
         };
-        let host = text(&host).unwrap_or_default();
+        let host = text(&host);
+        let host = host.as_deref().unwrap_or_default();
         let out = Outgoing { method, scheme, host, port: port_obj.as_ref().and_then(port), target };
         begin(py, &self.profile, out)
     }
@@ -506,7 +507,8 @@ impl Urllib3Hook {
         let scheme = pool.getattr(intern!(py, "scheme"))?;
         let host = pool.getattr(intern!(py, "host"))?;
         let port_num = port(&pool.getattr(intern!(py, "port"))?);
-        let out = Outgoing { method, scheme: text(&scheme).unwrap_or("http"), host: text(&host).unwrap_or_default(), port: port_num, target };
+        let (scheme, host) = (text(&scheme), text(&host));
+        let out = Outgoing { method: &method, scheme: scheme.as_deref().unwrap_or("http"), host: host.as_deref().unwrap_or_default(), port: port_num, target: &target };
         let Some(span) = begin(py, profile, out)? else { return Ok(None) };
         if capturing(headers::Kind::ClientRequest) {
             if let Some(given) = args.keyword("headers").filter(|h| !h.is_none()) {
@@ -913,18 +915,18 @@ impl HttpxHook {
             Some(parts) => parts,
             None => {
                 // httpx's public URL properties (a few hundred ns each).
-                let scheme = text(&url.getattr(intern!(py, "scheme"))?).unwrap_or("http").to_string();
-                let host = text(&url.getattr(intern!(py, "host"))?).unwrap_or_default().to_string();
+                let scheme = text(&url.getattr(intern!(py, "scheme"))?).map_or_else(|| "http".to_string(), |t| t.into_owned());
+                let host = text(&url.getattr(intern!(py, "host"))?).map(|t| t.into_owned()).unwrap_or_default();
                 let port_num = port(&url.getattr(intern!(py, "port"))?);
                 let raw_path = url.getattr(intern!(py, "raw_path"))?;
                 let target = match raw_path.cast::<PyBytes>() {
                     Ok(b) => String::from_utf8_lossy(b.as_bytes()).into_owned(),
-                    Err(_) => text(&raw_path).unwrap_or("/").to_string(),
+                    Err(_) => text(&raw_path).map_or_else(|| "/".to_string(), |t| t.into_owned()),
                 };
                 (scheme, host, port_num, target)
             }
         };
-        let out = Outgoing { method, scheme: &scheme, host: &host, port: port_num, target: &target };
+        let out = Outgoing { method: &method, scheme: &scheme, host: &host, port: port_num, target: &target };
         let Some(span) = begin(py, &self.profile, out)? else { return Ok(None) };
         if capturing(headers::Kind::ClientRequest) {
             let given = request.getattr(intern!(py, "headers"))?;
@@ -937,7 +939,7 @@ impl HttpxHook {
             return Ok(Some(HttpxCall { span, sent: Sent::Nothing }));
         }
         if h11 && transport.is_some_and(http1_only) {
-            let pending = PyBytes::new(py, &pending_head(method, &target, &add));
+            let pending = PyBytes::new(py, &pending_head(&method, &target, &add));
             let token = capi::context_var_set(httpx_out_var(py)?, pending.as_any())?;
             return Ok(Some(HttpxCall { span, sent: Sent::Head(token) }));
         }
@@ -975,7 +977,7 @@ impl HttpxHook {
         })()
         .or_else(|| {
             let v = response.getattr(intern!(py, "http_version")).ok()?;
-            static_protocol(text(&v)?)
+            static_protocol(&text(&v)?)
         });
         end_with_response(span, status, version);
     }
@@ -1023,10 +1025,10 @@ fn url_parts_fast(url: &Bound<'_, PyAny>) -> PyResult<Option<UrlParts>> {
     };
     let (Some(scheme), Some(host), Some(path)) = (text(&scheme), text(&host), text(&path)) else { return Ok(None) };
     let mut target = String::with_capacity(path.len() + 32);
-    target.push_str(if path.is_empty() { "/" } else { path });
+    target.push_str(if path.is_empty() { "/" } else { &path });
     if let Some(q) = text(&query) {
         target.push('?');
-        target.push_str(q);
+        target.push_str(&q);
     }
     Ok(Some((scheme.to_string(), host.to_string(), port(&port_v), target)))
 }

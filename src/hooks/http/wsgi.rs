@@ -298,7 +298,7 @@ fn capture_response_headers(list: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> Py
 }
 
 fn get_str(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<String>> {
-    Ok(get_pystr(environ, key)?.and_then(|s| capi::utf8(&s).map(str::to_string)))
+    Ok(get_pystr(environ, key)?.and_then(|s| capi::utf8(&s).map(|t| t.into_owned())))
 }
 
 /// The environ's `str` under `key` (None when absent or not a `str`), to borrow text from.
@@ -307,7 +307,7 @@ fn get_pystr<'py>(environ: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> P
 }
 
 /// The text of an optional `str` (None when absent or not valid UTF-8).
-fn text<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<&'a str> {
+fn text<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<std::borrow::Cow<'a, str>> {
     s.as_ref().and_then(|s| capi::utf8(s))
 }
 
@@ -351,10 +351,11 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
     // values that are nearly always one of a few constants go in as static text.
     let get = |k: &Bound<'py, PyString>| get_pystr(environ, k);
     let method = get(intern!(py, "REQUEST_METHOD"))?;
-    sc::set_method(rec, text(&method).unwrap_or("GET"));
+    sc::set_method(rec, text(&method).as_deref().unwrap_or("GET"));
     let script = get(intern!(py, "SCRIPT_NAME"))?;
     let path = get(intern!(py, "PATH_INFO"))?;
-    let full = match (text(&script).unwrap_or(""), text(&path).unwrap_or("")) {
+    let (script, path) = (text(&script), text(&path));
+    let full = match (script.as_deref().unwrap_or(""), path.as_deref().unwrap_or("")) {
         ("", "") => Text::const_new("/"),
         ("", p) => wsgi_to_utf8(p),
         (s, p) => wsgi_to_utf8(&[s, p].concat()),
@@ -362,13 +363,15 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
     rec.push(sc::URL_PATH, full);
     let query = get(intern!(py, "QUERY_STRING"))?;
     if let Some(q) = text(&query).filter(|q| !q.is_empty()) {
-        rec.push(sc::URL_QUERY, wsgi_to_utf8(q));
+        rec.push(sc::URL_QUERY, wsgi_to_utf8(&q));
     }
     let scheme_obj = get(intern!(py, "wsgi.url_scheme"))?;
-    let scheme = text(&scheme_obj).unwrap_or("http");
+    let scheme_text = text(&scheme_obj);
+    let scheme = scheme_text.as_deref().unwrap_or("http");
     let host = get(intern!(py, "HTTP_HOST"))?;
-    let (server_name, server_port);
-    let (address, port) = match text(&host) {
+    let (server_name, server_port, server_name_text);
+    let host_text = text(&host);
+    let (address, port) = match host_text.as_deref() {
         Some(host) => {
             let (a, p) = sc::split_host(host);
             (a, p.or_else(|| sc::default_port(scheme)))
@@ -376,7 +379,8 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
         None => {
             server_name = get(intern!(py, "SERVER_NAME"))?;
             server_port = get(intern!(py, "SERVER_PORT"))?;
-            (text(&server_name).unwrap_or(""), text(&server_port).and_then(|p| p.parse().ok()))
+            server_name_text = text(&server_name);
+            (server_name_text.as_deref().unwrap_or(""), text(&server_port).and_then(|p| p.parse().ok()))
         }
     };
     if !address.is_empty() {
@@ -388,22 +392,24 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
     rec.push(sc::URL_SCHEME, sc::known_or_owned(scheme, &sc::SCHEMES));
     let forwarded = get(intern!(py, "HTTP_FORWARDED"))?;
     let xff = get(intern!(py, "HTTP_X_FORWARDED_FOR"))?;
-    match sc::forwarded_client(text(&forwarded), text(&xff)) {
+    let (forwarded, xff) = (text(&forwarded), text(&xff));
+    match sc::forwarded_client(forwarded.as_deref(), xff.as_deref()) {
         Some(c) if !c.is_empty() => rec.push(sc::CLIENT_ADDRESS, Text::from(c)),
         Some(_) => {}
         None => {
             let remote = get(intern!(py, "REMOTE_ADDR"))?;
             if let Some(c) = text(&remote).filter(|c| !c.is_empty()) {
-                rec.push(sc::CLIENT_ADDRESS, Text::new(c));
+                rec.push(sc::CLIENT_ADDRESS, Text::new(&c));
             }
         }
     }
     let ua = get(intern!(py, "HTTP_USER_AGENT"))?;
     if let Some(ua) = text(&ua) {
-        rec.push(sc::USER_AGENT_ORIGINAL, Text::new(ua));
+        rec.push(sc::USER_AGENT_ORIGINAL, Text::new(&ua));
     }
     let proto = get(intern!(py, "SERVER_PROTOCOL"))?;
-    if let Some(v) = text(&proto).and_then(sc::protocol_version) {
+    let proto = text(&proto);
+    if let Some(v) = proto.as_deref().and_then(sc::protocol_version) {
         rec.push(sc::NETWORK_PROTOCOL_VERSION, sc::known_or_owned(v, &sc::PROTOCOL_VERSIONS));
     }
     Ok(())
@@ -435,7 +441,7 @@ impl StartResponse {
     fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         quietly("the WSGI start_response hook", || {
             guard::inject(TestFault::StartResponse);
-            let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(sc::status_code));
+            let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(|t| sc::status_code(&t)));
             let route = match &self.environ {
                 Some(env) => flask_route(env.bind(py))?,
                 None => None,
@@ -467,7 +473,7 @@ fn flask_route(environ: &Bound<'_, PyDict>) -> PyResult<Option<Text>> {
     let Some(request) = environ.get_item(intern!(py, "werkzeug.request"))?.filter(|r| !r.is_none()) else { return Ok(None) };
     let Some(rule) = request.getattr_opt(intern!(py, "url_rule"))?.filter(|r| !r.is_none()) else { return Ok(None) };
     let rule = rule.getattr_opt(intern!(py, "rule"))?.and_then(|r| r.cast_into::<PyString>().ok());
-    Ok(text(&rule).map(Text::new))
+    Ok(text(&rule).map(|r| Text::new(&r)))
 }
 
 /// The response iterable the server receives. Iteration passes through; `close()` closes the
