@@ -321,8 +321,14 @@ def test_the_api_bridge_switch(install, disabled, bridged):
 
 
 # every name this file switches off, each under a server or in the app's own environment
-SWITCHED_HERE = {"flask", "sqlite3", "logging", "threading", "django", "wsgi", "fastapi", "starlette", "asgi", "opentelemetry_api"}
+SWITCHED_HERE = {"flask", "sqlite3", "logging", "threading", "django", "wsgi", "fastapi", "starlette", "asgi", "opentelemetry_api", "aiohttp_client"}
 SWITCHED_HERE |= set(CLIENT_CASES) | {n for n, _, _ in DB_NAMES}
+# names whose switch is tested in their family's own suite, under their own servers
+SWITCHED_ELSEWHERE = {
+    "aiohttp_server": "rpc/test_aiohttp.py",
+    "grpc_client": "rpc/test_grpc.py",
+    "grpc_server": "rpc/test_grpc.py",
+}
 
 
 def test_every_registry_name_is_switched_off_by_a_test_here():
@@ -334,4 +340,51 @@ def test_every_registry_name_is_switched_off_by_a_test_here():
     registry = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(registry)
     names = {i.name for i in registry.INSTRUMENTATIONS} | {"wsgi"}
-    assert names == SWITCHED_HERE, "add a test of the new name's switch to this file"
+    elsewhere = set()
+    for name, path in SWITCHED_ELSEWHERE.items():
+        text = (Path(__file__).resolve().parents[1] / path).read_text()
+        assert "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS" in text and name in text, f"{path} no longer switches {name} off"
+        elsewhere.add(name)
+    assert names == SWITCHED_HERE | elsewhere, "add a test of the new name's switch (here, or in its family's suite listed above)"
+
+
+AIOHTTP_CLIENT = r"""
+import asyncio, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+
+import aiohttp
+
+async def main():
+    async with aiohttp.ClientSession() as session:
+        async with session.get("http://127.0.0.1:%d/by/aiohttp" % server.server_address[1]) as resp:
+            await resp.read()
+
+asyncio.run(main())
+from ferrotel import _native
+_native.flush()
+"""
+
+
+@pytest.mark.parametrize("disabled", ["", "aiohttp_client"])
+def test_aiohttp_client_switch(install, receiver, disabled):
+    from support.processes import run_python
+
+    receiver.clear()
+    env = operator_env(install, receiver.http_endpoint, extra={**QUIET, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled})
+    proc = run_python(AIOHTTP_CLIENT, env)
+    assert proc.returncode == 0, proc.stderr
+    spans = by_path(receiver.spans())
+    assert sorted(spans) == ([] if disabled else ["aiohttp"]), proc.stderr

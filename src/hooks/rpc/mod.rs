@@ -89,7 +89,11 @@ struct RpcFunction {
 
 /// A `str` argument's text (None for anything else).
 fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<&'a str> {
-    capi::utf8(v.cast::<PyString>().ok()?)
+    // capi::utf8 now returns a Cow (text with lone surrogates is converted): borrowed text only.
+    match capi::utf8(v.cast::<PyString>().ok()?)? {
+        std::borrow::Cow::Borrowed(t) => Some(t),
+        std::borrow::Cow::Owned(_) => None,
+    }
 }
 
 fn arg<'py>(args: &Args<'_, 'py>, i: usize) -> Option<Bound<'py, PyAny>> {
