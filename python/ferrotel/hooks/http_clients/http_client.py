@@ -17,8 +17,6 @@ class, so they pass straight through here: urllib3 (and requests) are traced one
 ``endheaders`` wrapper still writes the headers of urllib3's span, handed over in
 ``_ferrotel_out``."""
 
-import sys
-
 from ferrotel import _native
 from ferrotel.hooks._urls import excluder  # noqa: F401 (the client hooks import it from here)
 
