@@ -326,7 +326,7 @@ fn wsgi_to_utf8(s: &str) -> Text {
 fn wsgi_url(environ: &Bound<'_, PyAny>) -> PyResult<String> {
     let py = environ.py();
     let environ = environ.cast::<PyDict>()?;
-    let get = |k: &Bound<'_, PyString>| -> PyResult<String> { Ok(get_pystr(environ, k)?.as_ref().and_then(|s| capi::utf8(s).map(|t| wsgi_to_utf8(&t).to_string())).unwrap_or_default()) };
+    let get = |k: &Bound<'_, PyString>| -> PyResult<String> { Ok(get_pystr(environ, k)?.as_ref().and_then(|s| capi::utf8(s)).map(|s| wsgi_to_utf8(&s).to_string()).unwrap_or_default()) };
     let scheme = get(intern!(py, "wsgi.url_scheme"))?;
     let scheme = if scheme.is_empty() { "http".to_string() } else { scheme };
     let mut host = get(intern!(py, "HTTP_HOST"))?;
