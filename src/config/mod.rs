@@ -5,6 +5,7 @@
 //! by the caller) and the default.
 
 mod ferrotel;
+pub use ferrotel::plain_header_name;
 mod file;
 mod instrumentation;
 pub mod limits;
@@ -139,9 +140,17 @@ pub struct ProcessingConfig {
     pub redact_query_keys: Vec<String>,
     /// Captured headers whose values are masked (case-insensitive).
     pub redact_headers: Vec<String>,
-    /// Header names (lower case) captured as `http.request.header.<name>` / `http.response.header.<name>`.
+    /// Header names captured on server spans as `http.request.header.<name>` /
+    /// `http.response.header.<name>`: plain names lower-cased, or regular expressions (matched
+    /// whole and case-insensitively, as upstream).
     pub capture_request_headers: Vec<String>,
     pub capture_response_headers: Vec<String>,
+    /// The same for the HTTP client hooks' spans (`..._CLIENT_REQUEST` / `_CLIENT_RESPONSE`).
+    pub capture_client_request_headers: Vec<String>,
+    pub capture_client_response_headers: Vec<String>,
+    /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`: captured headers whose names
+    /// these regular expressions find (searched, case-insensitively) are recorded as `[REDACTED]`.
+    pub sanitize_headers: Vec<String>,
     /// With a ratio sampler, still export local roots that end in error or are slow.
     pub keep_errors_and_slow: bool,
     /// Database spans: their own slow threshold (`FERROTEL_DB_SLOW_THRESHOLD_MS`).
@@ -211,6 +220,27 @@ impl Config {
     #[cfg(test)]
     pub(crate) fn from_pairs(vars: &[(&str, &str)]) -> Self {
         Self::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+    }
+
+    /// Every variable the configuration reads: what `docs/compliance.md` is checked against
+    /// (`_native.config_variables()`). The names asked for with an empty environment, and with
+    /// the settings that make other reads depend on them (the ratio sampler reads its argument).
+    pub fn variables() -> Vec<String> {
+        let asked = std::cell::RefCell::new(Vec::<String>::new());
+        for probe in [None, Some(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"))] {
+            let _ = Self::from_lookup(|k| {
+                let mut a = asked.borrow_mut();
+                if !a.iter().any(|x| x == k) {
+                    a.push(k.to_string());
+                }
+                probe.filter(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            });
+        }
+        let mut names = asked.into_inner();
+        names.push("FERROTEL_CONFIG".to_string()); // read by from_env before the rest
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Build from any variable source (tests pass a map). Empty values count as unset, as the

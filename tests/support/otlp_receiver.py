@@ -140,13 +140,16 @@ def _flatten_span(span, resource, scope):
         "status_code": span.status.code,
         "status_message": span.status.message,
         "events": [
-            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)}
+            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes), "dropped_attributes_count": e.dropped_attributes_count}
             for e in span.events
         ],
         "links": [
-            {"trace_id": _hex(link.trace_id), "span_id": _hex(link.span_id), "attributes": attributes(link.attributes)}
+            {"trace_id": _hex(link.trace_id), "span_id": _hex(link.span_id), "attributes": attributes(link.attributes), "dropped_attributes_count": link.dropped_attributes_count}
             for link in span.links
         ],
+        "dropped_attributes_count": span.dropped_attributes_count,
+        "dropped_events_count": span.dropped_events_count,
+        "dropped_links_count": span.dropped_links_count,
         "resource": attributes(resource.attributes),
         "scope_name": scope.name,
         "scope_version": scope.version,
