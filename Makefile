@@ -142,7 +142,7 @@ test-pyver: dist pyver-tools sid-root
 # `make test`: the Rust tests, then the main Python suites and tests/pyver at the same time (two
 # processes; tests/pyver mostly waits on its interpreters in the sid root). tests/pyver's output
 # goes to $(PYVER_LOG) and is printed after the main suites' own; the run fails if either failed.
-PYVER_LOG ?= $(or $(TMPDIR),/tmp)/ferrotel-test-pyver.log
+PYVER_LOG ?= tests/pyver/last-run.log
 test: test-rust
 	@$(MAKE) --no-print-directory test-suites
 
