@@ -187,6 +187,8 @@ bench: dist
 	$(PY) bench/logging_cost.py | tee bench/results/logging.md
 	@echo; echo "== databases: one statement with and without the agent (sqlite3, redis)"
 	FERROTEL_DIST=$(DIST) $(PY) bench/db.py | tee bench/results/db.md
+	@echo; echo "== gRPC: one unary call with and without the client and server hooks"
+	FERROTEL_DIST=$(DIST) $(PY) bench/rpc.py | tee bench/results/rpc.md
 
 # Instructions per request under callgrind (ferrotel vs no agent), for profiling the request path.
 bench-profile: dist

@@ -16,10 +16,11 @@ requests too).
 SERVERS = "HTTP servers"
 HTTP_CLIENTS = "HTTP clients"
 DATABASES = "Databases and caches"
+RPC = "RPC"
 CONCURRENCY = "Context propagation"
 TELEMETRY = "Application telemetry"
 
-FAMILIES = (SERVERS, HTTP_CLIENTS, DATABASES, CONCURRENCY, TELEMETRY)
+FAMILIES = (SERVERS, HTTP_CLIENTS, DATABASES, RPC, CONCURRENCY, TELEMETRY)
 
 
 class Instrumentation:
@@ -186,7 +187,43 @@ INSTRUMENTATIONS = (
         "1.28, 1.45",
         {"opentelemetry.trace": "otel.otel_api:instrument"},
         "the app's spans, in the same traces",
-        gate=False,
+    ),
+    # Issue 16: aiohttp (client and server) and gRPC.
+    Instrumentation(
+        "aiohttp_server",
+        SERVERS,
+        "aiohttp.web (own runner, gunicorn's GunicornWebWorker)",
+        "3.14",
+        {"aiohttp.web_app": "servers.aiohttp:instrument"},
+        "SERVER, route templates; context from request headers",
+        min_version="3.9",
+    ),
+    Instrumentation(
+        "aiohttp_client",
+        HTTP_CLIENTS,
+        "aiohttp client (ClientSession)",
+        "3.14",
+        {"aiohttp.client": "http_clients.aiohttp:instrument"},
+        "CLIENT, propagation (a TraceConfig per session)",
+        min_version="3.9",
+    ),
+    Instrumentation(
+        "grpc_client",
+        RPC,
+        "grpcio client (sync and grpc.aio; unary and streaming)",
+        "1.85",
+        {"grpc": "rpc.grpc:instrument_client", "grpc.aio": "rpc.grpc:instrument_aio_client"},
+        "CLIENT per call, propagation in call metadata",
+        min_version="1.60",
+    ),
+    Instrumentation(
+        "grpc_server",
+        RPC,
+        "grpcio server (sync and grpc.aio; unary and streaming)",
+        "1.85",
+        {"grpc": "rpc.grpc:instrument_server", "grpc.aio": "rpc.grpc:instrument_aio_server"},
+        "SERVER per call, context from call metadata",
+        min_version="1.60",
     ),
 )
 

@@ -18,6 +18,7 @@ pub mod span;
 
 pub mod db;
 pub mod http;
+pub mod rpc;
 
 use pyo3::prelude::*;
 
@@ -33,6 +34,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<span::Span>()?;
     m.add_class::<db::DbHook>()?;
     m.add_class::<db::DbConnection>()?;
+    m.add_class::<rpc::RpcHook>()?;
     capi::register(m)?;
     http::register(m)?;
     otel::register(m)?;

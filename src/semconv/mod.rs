@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod http;
+pub mod rpc;
 pub mod sql;
 
 pub use http::*;

@@ -43,6 +43,8 @@ use crate::sampler::Sampler;
 use crate::semconv as sc;
 use crate::span::{Family, Scope, SpanKind, SpanRecord};
 
+use super::headers;
+
 /// One instrumentation's settings: its scope and its URL exclusion.
 struct Profile {
     scope: Scope,
@@ -119,6 +121,38 @@ fn propagation_headers(span: &Span) -> Vec<(Header, String)> {
         Some(a) => propagation::inject(&a.propagators, &span.context, span.baggage.as_deref()),
         None => Vec::new(),
     }
+}
+
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST` / `_CLIENT_RESPONSE` are set.
+fn capturing(kind: headers::Kind) -> bool {
+    agent::get().is_some_and(|a| headers::wanted(a, kind))
+}
+
+/// Record the captured headers among `pairs` on the open span.
+fn capture(py: Python<'_>, span: &Span, kind: headers::Kind, pairs: &[(String, String)]) {
+    span.with(|rec| headers::capture(py, rec, kind, pairs.iter().map(|(n, v)| (n.as_str(), v.clone()))));
+}
+
+/// The response headers of `response`, captured on the open span (when configured).
+fn capture_response(span: &Span, response: &Bound<'_, PyAny>) {
+    if capturing(headers::Kind::ClientResponse) {
+        if let Ok(pairs) = headers::response_pairs(response) {
+            capture(response.py(), span, headers::Kind::ClientResponse, &pairs);
+        }
+    }
+}
+
+/// `Name: value` header lines of http.client's request buffer (after the request line).
+fn buffer_pairs(buffer: &Bound<'_, PyList>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in buffer.iter().skip(1) {
+        let Ok(line) = line.cast_into::<PyBytes>() else { continue };
+        let text = String::from_utf8_lossy(line.as_bytes());
+        if let Some((name, value)) = text.split_once(':') {
+            out.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    out
 }
 
 /// End a span whose request got a response.
@@ -227,6 +261,9 @@ impl HttpClientHook {
         let started = self.begin(conn, buffer)?;
         match &started {
             Some(span) => {
+                if capturing(headers::Kind::ClientRequest) {
+                    capture(py, span.get(), headers::Kind::ClientRequest, &buffer_pairs(buffer));
+                }
                 conn.setattr(attr, span)?;
                 write_headers(conn, Some(buffer), span.get())?;
             }
@@ -265,6 +302,7 @@ impl HttpClientHook {
         conn.setattr(intern!(py, "_ferrotel_span"), py.None())?;
         match outcome {
             Outcome::Response(response) => {
+                capture_response(span.get(), response);
                 let (status, version) = numeric_response(response);
                 end_with_response(span.get(), status, version);
             }
@@ -472,6 +510,13 @@ impl Urllib3Hook {
         let (scheme, host) = (text(&scheme), text(&host));
         let out = Outgoing { method: &method, scheme: scheme.as_deref().unwrap_or("http"), host: host.as_deref().unwrap_or_default(), port: port_num, target: &target };
         let Some(span) = begin(py, profile, out)? else { return Ok(None) };
+        if capturing(headers::Kind::ClientRequest) {
+            if let Some(given) = args.keyword("headers").filter(|h| !h.is_none()) {
+                if let Ok(items) = given.call_method0(intern!(py, "items")) {
+                    capture(py, span.get(), headers::Kind::ClientRequest, &headers::pairs_of(&items)?);
+                }
+            }
+        }
         let inject = if agent::get().is_none_or(|a| a.propagators.is_empty()) {
             Inject::Nothing
         } else if self.endheaders_injects(&conn)? {
@@ -552,6 +597,7 @@ impl Around for Urllib3Around {
             }
             match &result {
                 Ok(response) => {
+                    capture_response(span.get(), response);
                     let (status, version) = numeric_response(response);
                     end_with_response(span.get(), status, version);
                 }
@@ -882,6 +928,12 @@ impl HttpxHook {
         };
         let out = Outgoing { method: &method, scheme: &scheme, host: &host, port: port_num, target: &target };
         let Some(span) = begin(py, &self.profile, out)? else { return Ok(None) };
+        if capturing(headers::Kind::ClientRequest) {
+            let given = request.getattr(intern!(py, "headers"))?;
+            if let Ok(items) = given.call_method0(intern!(py, "multi_items")) {
+                capture(py, span.get(), headers::Kind::ClientRequest, &headers::pairs_of(&items)?);
+            }
+        }
         let add = propagation_headers(span.get());
         if add.is_empty() {
             return Ok(Some(HttpxCall { span, sent: Sent::Nothing }));
@@ -914,6 +966,7 @@ impl HttpxHook {
     /// `extensions`, where httpx's `http_version` property reads it, or that property).
     fn finish_response(span: &Span, response: &Bound<'_, PyAny>) {
         let py = response.py();
+        capture_response(span, response);
         let status = response.getattr(intern!(py, "status_code")).ok().and_then(|s| int(&s));
         let version = (|| -> Option<&'static str> {
             let ext = response.getattr(intern!(py, "extensions")).ok()?;

@@ -1,5 +1,5 @@
-//! WSGI server spans, in Rust: the middleware (`ferrotel.wsgi.Middleware(app)`), the Flask
-//! dispatcher the Flask hook installs as `Flask.__call__`, the `start_response` wrapper (status,
+//! WSGI server spans, in Rust: the middleware (`ferrotel.wsgi.Middleware(app)`, and what the
+//! Flask hook gives every Flask app as its instance `wsgi_app`), the `start_response` wrapper (status,
 //! and Flask's route template while the request context is still alive) and the response-body
 //! wrapper whose `close()` ends the span, so streamed responses are timed to the last chunk.
 
@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyIterator, PyString, PyTuple};
 
 use crate::hooks::capi;
 use crate::hooks::current;
+use super::headers;
 use super::server;
 use crate::hooks::guard::{self, quietly};
 use crate::config::TestFault;
@@ -31,23 +32,32 @@ struct Options {
 pub struct WsgiMiddleware {
     app: Py<PyAny>,
     opts: Options,
+    /// `OTEL_PYTHON_<NAME>_EXCLUDED_URLS` / `OTEL_PYTHON_EXCLUDED_URLS`: a callable (the
+    /// compiled regex's `search`) given the request's full URL; a match leaves it untraced.
+    excluded: Option<Py<PyAny>>,
 }
 
 #[pymethods]
 impl WsgiMiddleware {
     #[new]
     /// `flask=True`: the wrapped callable is a Flask app's `wsgi_app`; read its route template.
-    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false))]
-    fn new(app: Py<PyAny>, scope: String, flask: bool) -> Self {
+    /// `excluded`: called with each request's full URL; a true answer leaves it untraced.
+    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false, excluded = None))]
+    fn new(py: Python<'_>, app: Py<PyAny>, scope: String, flask: bool, excluded: Option<Py<PyAny>>) -> Self {
         let scope = match scope.as_str() {
             "ferrotel.wsgi" => Scope::fixed("ferrotel.wsgi"),
             "ferrotel.flask" => Scope::fixed("ferrotel.flask"),
             _ => Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) },
         };
-        WsgiMiddleware { app, opts: Options { scope, flask_route: flask } }
+        WsgiMiddleware { app, opts: Options { scope, flask_route: flask }, excluded: excluded.filter(|e| !e.is_none(py)) }
     }
 
     fn __call__(&self, py: Python<'_>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if let Some(excluded) = &self.excluded {
+            if quietly("the WSGI hook", || excluded.bind(py).call1((wsgi_url(&environ)?,))?.is_truthy()) == Some(true) {
+                return Ok(self.app.bind(py).call1((environ, start_response))?.unbind());
+            }
+        }
         handle(py, self.app.bind(py), environ, start_response, &self.opts)
     }
 
@@ -235,45 +245,56 @@ fn begin<'py>(
 static CAPTURE_KEYS: PyOnceLock<Vec<(String, Py<PyString>)>> = PyOnceLock::new();
 
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`: `http.request.header.<name>`.
+/// Plain names are looked up by their CGI keys; a list with a pattern in it (`.*`, `x-.*`) is
+/// matched against every header of the environ (`HTTP_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`,
+/// whose names WSGI gives with `_` for `-`).
 fn capture_request_headers(py: Python<'_>, agent: &Agent, environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
-    if agent.capture_request_headers.is_empty() {
+    if !headers::wanted(agent, headers::Kind::ServerRequest) {
         return Ok(());
     }
-    let keys = CAPTURE_KEYS.get_or_init(py, || {
-        agent
-            .capture_request_headers
-            .iter()
-            .map(|name| {
-                let cgi = match name.as_str() {
-                    "content-type" | "content-length" => name.to_ascii_uppercase().replace('-', "_"),
-                    _ => format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
-                };
-                (format!("http.request.header.{name}"), PyString::intern(py, &cgi).unbind())
-            })
-            .collect()
-    });
-    for (attr, key) in keys {
-        if let Some(v) = get_str(environ, key.bind(py))? {
-            rec.set(attr.clone(), Value::StrArray(vec![v]));
+    let mut found: Vec<(String, String)> = Vec::new();
+    if agent.capture_request_headers.iter().all(|n| crate::config::plain_header_name(n)) {
+        let keys = CAPTURE_KEYS.get_or_init(py, || {
+            agent
+                .capture_request_headers
+                .iter()
+                .map(|name| {
+                    let cgi = match name.as_str() {
+                        "content-type" | "content-length" => name.to_ascii_uppercase().replace('-', "_"),
+                        _ => format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
+                    };
+                    (name.clone(), PyString::intern(py, &cgi).unbind())
+                })
+                .collect()
+        });
+        for (name, key) in keys {
+            if let Some(v) = get_str(environ, key.bind(py))? {
+                found.push((name.clone(), v));
+            }
+        }
+    } else {
+        for (k, v) in environ.iter() {
+            let (Ok(k), Ok(v)) = (k.cast::<PyString>(), v.cast::<PyString>()) else { continue };
+            let (Some(k), Some(v)) = (capi::utf8(k), capi::utf8(v)) else { continue };
+            let (k, v): (&str, &str) = (&k, &v);
+            let name = match k {
+                "CONTENT_TYPE" | "CONTENT_LENGTH" => k,
+                _ => match k.strip_prefix("HTTP_") {
+                    Some(rest) => rest,
+                    None => continue,
+                },
+            };
+            found.push((name.to_ascii_lowercase().replace('_', "-"), wsgi_to_utf8(v).to_string()));
         }
     }
+    headers::capture(py, rec, headers::Kind::ServerRequest, found.iter().map(|(n, v)| (n.as_str(), v.clone())));
     Ok(())
 }
 
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`: `http.response.header.<name>`.
-fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
-    let Some(agent) = agent::get() else { return Ok(()) };
-    for item in headers.try_iter()? {
-        let (name, value): (String, String) = item?.extract()?;
-        let name = name.to_ascii_lowercase();
-        if agent.capture_response_headers.contains(&name) {
-            let key = format!("http.response.header.{name}");
-            match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, Value::StrArray(values))) => values.push(value),
-                _ => rec.set(key, Value::StrArray(vec![value])),
-            }
-        }
-    }
+fn capture_response_headers(list: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
+    let pairs = headers::pairs_of(list)?;
+    headers::capture(list.py(), rec, headers::Kind::ServerResponse, pairs.iter().map(|(n, v)| (n.as_str(), v.clone())));
     Ok(())
 }
 
@@ -298,6 +319,31 @@ fn wsgi_to_utf8(s: &str) -> Text {
     }
     let bytes: Vec<u8> = s.chars().map(|c| c as u8).collect();
     Text::new(String::from_utf8_lossy(&bytes))
+}
+
+/// The request's full URL as upstream's excluded-URL rule sees it:
+/// `scheme://host[:port]/script/path[?query]`.
+fn wsgi_url(environ: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = environ.py();
+    let environ = environ.cast::<PyDict>()?;
+    let get = |k: &Bound<'_, PyString>| -> PyResult<String> { Ok(get_pystr(environ, k)?.as_ref().and_then(|s| capi::utf8(s)).map(|s| wsgi_to_utf8(&s).to_string()).unwrap_or_default()) };
+    let scheme = get(intern!(py, "wsgi.url_scheme"))?;
+    let scheme = if scheme.is_empty() { "http".to_string() } else { scheme };
+    let mut host = get(intern!(py, "HTTP_HOST"))?;
+    if host.is_empty() {
+        host = get(intern!(py, "SERVER_NAME"))?;
+        let port = get(intern!(py, "SERVER_PORT"))?;
+        if !port.is_empty() && sc::default_port(&scheme).map(|d| d.to_string()) != Some(port.clone()) {
+            host = format!("{host}:{port}");
+        }
+    }
+    let mut url = format!("{scheme}://{host}{}{}", get(intern!(py, "SCRIPT_NAME"))?, get(intern!(py, "PATH_INFO"))?);
+    let query = get(intern!(py, "QUERY_STRING"))?;
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
+    }
+    Ok(url)
 }
 
 fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {

@@ -1,0 +1,1 @@
+"""RPC frameworks: gRPC (grpcio, sync and ``grpc.aio``)."""
