@@ -1,7 +1,8 @@
 # ferrotel — every entry point sets up what it needs by itself.
 #   make demo   build the agent; run the Flask (gunicorn), FastAPI (uvicorn) and Django (gunicorn)
 #               test apps with it and show their spans
-#   make test   Rust unit tests + Python end-to-end suites
+#   make test   Rust unit tests + Python end-to-end suites, with tests/pyver (CPython 3.14/3.15
+#               and debug interpreters) in parallel
 #   make dist   the shipped tree: dist/autoinstrumentation/
 #   make bench  benchmarks (see bench/)
 
@@ -11,7 +12,8 @@ PY     := $(VENV)/bin/python
 DIST   := dist/autoinstrumentation
 CARGO  ?= cargo
 
-.PHONY: all demo test test-rust test-python test-venvs dist venv preload bench bench-profile clean deploy-tools db-servers semconv-check semconv-docs
+.PHONY: all demo test test-rust test-python test-venvs dist venv preload bench bench-profile clean deploy-tools db-servers semconv-check semconv-docs \
+	sid-root pyver-tools test-pyver test-suites
 
 all: dist
 
@@ -117,10 +119,41 @@ db-servers: venv
 	  || echo "mysqlclient could not be built; its database tests will skip"
 
 # -ra: the summary at the end names every test that did not pass, and why each skip skipped.
+# tests/pyver is test-pyver's (below).
 test-python: dist deploy-tools test-venvs db-servers
-	$(PY) -m pytest tests -q -ra
+	$(PY) -m pytest tests -q -ra --ignore=tests/pyver
 
-test: test-rust test-python
+# Newer and debug interpreters (issue 17): CPython 3.14 and 3.15 (and 3.14's debug build) from a
+# Debian unstable root file system made by mmdebstrap and cached in $(SID_ROOT) (a few minutes the
+# first time, seconds later; rebuilt when its package lists change), and Debian 12's python3.11-dbg.
+# Without root, mmdebstrap or the network to Debian the tests skip and say why.
+SID_ROOT ?= /var/cache/ferrotel/sid-root
+sid-root:
+	@FERROTEL_SID_ROOT=$(SID_ROOT) sh tests/pyver/sid_root.sh
+
+pyver-tools:
+	@command -v python3.11d >/dev/null 2>&1 || apt-get install -y -qq python3.11-dbg >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq python3.11-dbg >/dev/null 2>&1; } \
+	  || echo "pyver-tools: could not install python3.11-dbg (its debug-interpreter test will skip)"
+
+test-pyver: dist pyver-tools sid-root
+	FERROTEL_SID_ROOT=$(SID_ROOT) $(PY) -m pytest tests/pyver -q -ra -p no:cacheprovider
+
+# `make test`: the Rust tests, then the main Python suites and tests/pyver at the same time (two
+# pytest processes for CI's two cores; measured here: 12m50s for all of `make test`, tests/pyver
+# 7m24s of it, the sid root already cached). tests/pyver's output
+# goes to $(PYVER_LOG) and is printed after the main suites' own; the run fails if either failed.
+PYVER_LOG ?= tests/pyver/last-run.log
+test: test-rust
+	@$(MAKE) --no-print-directory test-suites
+
+test-suites: dist deploy-tools test-venvs db-servers pyver-tools
+	@echo "==> tests/pyver runs in the background meanwhile (log: $(PYVER_LOG), printed at the end)"
+	@$(MAKE) --no-print-directory test-pyver >$(PYVER_LOG) 2>&1 & pyver=$$!; \
+	$(MAKE) --no-print-directory test-python; main=$$?; \
+	wait $$pyver; pyver_status=$$?; \
+	echo; echo "==> tests/pyver (CPython 3.14, 3.15, debug interpreters): $(PYVER_LOG)"; cat $(PYVER_LOG); \
+	[ $$main -eq 0 ] && [ $$pyver_status -eq 0 ]
 
 demo: dist
 	$(PY) tests/app/demo.py

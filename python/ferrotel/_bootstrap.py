@@ -14,8 +14,16 @@ def _free_threaded():
     Free-threaded builds exist from 3.13 on; there the flag comes from the builtin _sysconfig (no
     sysconfig data module imported at start-up), else from sysconfig.
     """
-    if sys.version_info < (3, 13):
-        return False
+    global _gil_disabled
+    if _gil_disabled is None:
+        _gil_disabled = sys.version_info >= (3, 13) and _read_gil_disabled()
+    return _gil_disabled
+
+
+_gil_disabled = None
+
+
+def _read_gil_disabled():
     try:
         import _sysconfig
 
