@@ -7,7 +7,8 @@ bytes in and out (no generated code). Run as
 Methods of ``demo.Echo``: ``Unary`` (echoes, after calling ``Inner`` on the same server, so a
 server span has a client child), ``Inner``, ``ServerStream`` (three responses), ``ClientStream``
 (joins the requests), ``BidiStream`` (echoes each), ``Missing`` (aborts with NOT_FOUND),
-``Crash`` (raises: UNKNOWN). The client prints one JSON line of what it got.
+``Crash`` (raises: UNKNOWN). The client also calls ``Inner`` itself (sync: through
+``.future()``) and prints one JSON line of what it got.
 """
 
 import asyncio
@@ -136,6 +137,7 @@ def sync_client():
             out["server_stream"] = [r.decode() for r in channel.unary_stream(path("ServerStream"))(b"s", timeout=10)]
             out["client_stream"] = channel.stream_unary(path("ClientStream"))(iter([b"x", b"y"]), timeout=10).decode()
             out["bidi"] = [r.decode() for r in channel.stream_stream(path("BidiStream"))(iter([b"1", b"2"]), timeout=10)]
+            out["future"] = channel.unary_unary(path("Inner")).future(b"f", timeout=10).result().decode()
             for name in ("Missing", "Crash", "NoSuchMethod"):
                 try:
                     channel.unary_unary(path(name))(b"z", timeout=10)
@@ -157,6 +159,7 @@ async def aio_client():
 
             out["client_stream"] = (await channel.stream_unary(path("ClientStream"))(requests([b"x", b"y"]), timeout=10)).decode()
             out["bidi"] = [r.decode() async for r in channel.stream_stream(path("BidiStream"))(requests([b"1", b"2"]), timeout=10)]
+            out["future"] = (await channel.unary_unary(path("Inner"))(b"f", timeout=10)).decode()
             for name in ("Missing", "Crash", "NoSuchMethod"):
                 try:
                     await channel.unary_unary(path(name))(b"z", timeout=10)
