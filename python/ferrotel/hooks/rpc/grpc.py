@@ -174,7 +174,7 @@ def instrument_aio_client(aio):
 
     async def intercept(self, continuation, details, request):
         method = details.method
-        started = client_start(method.decode("utf-8", "replace") if type(method) is bytes else method, self._target)
+        started = client_start(method, self._target)  # bytes or str: the native side takes either
         if started is None:
             return await continuation(details, request)
         span, entries = started
