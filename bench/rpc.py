@@ -189,7 +189,7 @@ def main() -> int:
     base, ours, up = r[envs.NO_AGENT]["us"], r[envs.FERROTEL]["us"], r[envs.UPSTREAM]["us"]
     client, server = r[envs.FERROTEL].get("client_paired"), r[envs.FERROTEL].get("server_paired")
     met = lambda v: "-" if v is None else ("met" if v <= 3 else "**not met**")  # noqa: E731
-    fmt = lambda v: "-" if v is None else f"+{v:.2f}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:+.2f}"  # noqa: E731
     print(f"grpcio {importlib.metadata.version('grpcio')}, opentelemetry-instrumentation-grpc {version or '?'}, "
           f"{args.calls} calls × {args.rounds} rounds; sync unary call over loopback, client and server in one process.\n")
     print("| sync unary call | no agent µs | ferrotel µs | ferrotel Δ (both hooks) | pure-Python µs | pure-Python Δ (both hooks) |")
@@ -198,7 +198,7 @@ def main() -> int:
     print()
     print("| ferrotel, paired in one process | Δ µs per call | bar ≤ 3 µs |")
     print("|---|---|---|")
-    print(f"| client hook (interceptor on the channel) | {fmt(client)} | {met(client)} |")
+    print(f"| client hook (the multi-callables' call methods) | {fmt(client)} | {met(client)} |")
     print(f"| server hook (interceptor on the server) | {fmt(server)} | {met(server)} |")
     profile = callgrind(configs, endpoint)
     if profile:
