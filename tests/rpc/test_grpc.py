@@ -56,7 +56,7 @@ def test_one_trace_through_unary_and_streaming_calls(mode, operator_install, rec
             "server_stream": ["s-0", "s-1", "s-2"],
             "client_stream": "x+y",
             "bidi": ["re:1", "re:2"],
-            "future": "inner:f",
+            "future": "inner:f+app",  # the application's interceptor's metadata arrived
             "Missing": "NOT_FOUND",
             "Crash": "UNKNOWN",
             "NoSuchMethod": "UNIMPLEMENTED",
@@ -120,7 +120,8 @@ def test_one_trace_through_unary_and_streaming_calls(mode, operator_install, rec
     unary_server = one(SPAN_KIND_SERVER, "demo.Echo/Unary", "grpc-server")
     inner_client = one(SPAN_KIND_CLIENT, "demo.Echo/Inner", "grpc-server")
     assert inner_client["parent_span_id"] == unary_server["span_id"]
-    # ... and the client's own call to Inner (sync: a future) has a server span of its own.
+    # ... and the client's own call to Inner (through the app's interceptor; sync: a future)
+    # continues the trace on the server: ferrotel's entries went in beside the app's metadata.
     direct = one(SPAN_KIND_CLIENT, "demo.Echo/Inner", "grpc-client")
     assert direct["parent_span_id"] == job["span_id"] and direct["attributes"]["rpc.response.status_code"] == "OK"
     inner_server = [s for s in trace if s["kind"] == SPAN_KIND_SERVER and s["name"] == "demo.Echo/Inner"]
