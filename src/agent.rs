@@ -20,6 +20,12 @@ pub struct Agent {
     /// Header names (lower case) captured on server spans.
     pub capture_request_headers: Vec<String>,
     pub capture_response_headers: Vec<String>,
+    /// The same for client spans, and the names whose captured values are `[REDACTED]`.
+    pub capture_client_request_headers: Vec<String>,
+    pub capture_client_response_headers: Vec<String>,
+    pub sanitize_headers: Vec<String>,
+    /// The specification's span limits, enforced as the app adds attributes, events and links.
+    pub limits: crate::config::limits::Limits,
     /// `FERROTEL_TEST_FAULT` (tests only).
     pub test_fault: Option<crate::config::TestFault>,
 }
@@ -47,6 +53,10 @@ impl Agent {
             keep_errors_and_slow: p.keep_errors_and_slow,
             capture_request_headers: p.capture_request_headers.clone(),
             capture_response_headers: p.capture_response_headers.clone(),
+            capture_client_request_headers: p.capture_client_request_headers.clone(),
+            capture_client_response_headers: p.capture_client_response_headers.clone(),
+            sanitize_headers: p.sanitize_headers.clone(),
+            limits: config.limits.clone(),
             test_fault: config.test_fault,
         }
     }

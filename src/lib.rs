@@ -96,7 +96,7 @@ fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>, route: Option<Bound<'
         if let Some(route) = route.as_ref().and_then(|r| hooks::capi::utf8(r)) {
             span.with(|rec| {
                 if rec.kind == span::SpanKind::Server && rec.get(semconv::HTTP_ROUTE).is_none() {
-                    rec.set(semconv::HTTP_ROUTE, span::Text::new(route));
+                    rec.set(semconv::HTTP_ROUTE, span::Text::new(&route));
                 }
             });
         }
@@ -104,6 +104,13 @@ fn record_exception(py: Python<'_>, exc: Bound<'_, PyAny>, route: Option<Bound<'
 }
 
 /// This process's pipeline counters, as a dict.
+/// Every environment variable (and `FERROTEL_CONFIG` file key) the configuration reads, sorted:
+/// what `docs/compliance.md` is checked against.
+#[pyfunction]
+fn config_variables() -> Vec<String> {
+    config::Config::variables()
+}
+
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let s = pipeline::stats();
@@ -126,6 +133,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(record_exception, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(config_variables, m)?)?;
     hooks::register(m)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::limits::Limits;
 use crate::context::{SpanContext, SpanId, TraceId};
 
 pub type Key = Cow<'static, str>;
@@ -79,6 +80,8 @@ pub struct Link {
     pub trace_state: Option<String>,
     pub flags: u8,
     pub attributes: Attributes,
+    /// Attributes left out by the link attribute limit (OTLP's `dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +89,8 @@ pub struct Event {
     pub name: Key,
     pub time_ns: u64,
     pub attributes: Attributes,
+    /// Attributes left out by the event attribute limit (OTLP's `dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// The instrumentation scope that produced a span (hooks use static names; the API bridge will
@@ -217,6 +222,42 @@ impl SpanRecord {
         self.attributes.push((Cow::Borrowed(key), value.into()));
     }
 
+    /// Set an attribute the application (or a configurable capture) gives, within the span
+    /// limits, so the record stays bounded while the span is open: an existing key is replaced,
+    /// a new key past the count limit is left out and counted, text is cut to the length limit.
+    pub fn set_limited(&mut self, key: impl Into<Key>, value: impl Into<Value>, limits: &Limits) {
+        let key = key.into();
+        let mut value = value.into();
+        limit_value(&mut value, limits.attribute_value_length);
+        let room = self.attributes.len() < limits.attribute_count;
+        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None if room => self.attributes.push((key, value)),
+            None => self.dropped.attributes = self.dropped.attributes.saturating_add(1),
+        }
+    }
+
+    /// Add an event within the limits: past the event count limit it is left out and counted;
+    /// its own attributes are held to the event attribute limits.
+    pub fn add_event_limited(&mut self, mut event: Event, limits: &Limits) {
+        if self.events.len() >= limits.event_count {
+            self.dropped.events = self.dropped.events.saturating_add(1);
+            return;
+        }
+        event.dropped_attributes += limit_attributes(&mut event.attributes, limits.event_attribute_count, limits.attribute_value_length);
+        self.events.push(event);
+    }
+
+    /// Add a link within the limits (as `add_event_limited`).
+    pub fn add_link_limited(&mut self, mut link: Link, limits: &Limits) {
+        if self.links.len() >= limits.link_count {
+            self.dropped.links = self.dropped.links.saturating_add(1);
+            return;
+        }
+        link.dropped_attributes += limit_attributes(&mut link.attributes, limits.link_attribute_count, limits.attribute_value_length);
+        self.links.push(link);
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -226,8 +267,98 @@ impl SpanRecord {
     }
 }
 
+/// Cut text to `max_chars` characters (never inside a character).
+fn truncate_text(s: &mut (impl std::ops::Deref<Target = str> + Truncate), max_chars: usize) {
+    if s.len() > max_chars {
+        if let Some((i, _)) = s.char_indices().nth(max_chars) {
+            Truncate::truncate(s, i);
+        }
+    }
+}
+
+/// `String` and `Text` alike.
+trait Truncate {
+    fn truncate(&mut self, at: usize);
+}
+impl Truncate for String {
+    fn truncate(&mut self, at: usize) {
+        String::truncate(self, at)
+    }
+}
+impl Truncate for Text {
+    fn truncate(&mut self, at: usize) {
+        Text::truncate(self, at)
+    }
+}
+
+/// Cut a string value (or each string of an array) to the attribute value length limit.
+pub fn limit_value(v: &mut Value, max_chars: Option<usize>) {
+    let Some(max) = max_chars else { return };
+    match v {
+        Value::Str(s) => truncate_text(s, max),
+        Value::StrArray(items) => items.iter_mut().for_each(|s| truncate_text(s, max)),
+        _ => {}
+    }
+}
+
+/// Hold a list of attributes to a count (the earliest kept) and a value length; returns how
+/// many were left out.
+pub fn limit_attributes(attrs: &mut Attributes, count: usize, max_chars: Option<usize>) -> u32 {
+    let dropped = attrs.len().saturating_sub(count) as u32;
+    attrs.truncate(count);
+    if max_chars.is_some() {
+        attrs.iter_mut().for_each(|(_, v)| limit_value(v, max_chars));
+    }
+    dropped
+}
+
 /// Wall-clock time in nanoseconds since the Unix epoch.
 #[inline]
 pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(count: usize, len: Option<usize>, events: usize, links: usize) -> Limits {
+        Limits { attribute_value_length: len, attribute_count: count, event_count: events, link_count: links, event_attribute_count: 2, link_attribute_count: 1 }
+    }
+
+    fn span() -> SpanRecord {
+        SpanRecord::start("s", SpanKind::Internal, Scope::fixed("t"), None, TraceId::random(), Head::Sampled)
+    }
+
+    #[test]
+    fn attributes_past_the_count_are_dropped_and_counted_as_they_are_added() {
+        let l = limits(2, Some(3), 128, 128);
+        let mut s = span();
+        s.set_limited("a", "abcdef", &l);
+        s.set_limited("b", 1i64, &l);
+        s.set_limited("c", 2i64, &l);
+        s.set_limited("a", "xy", &l); // a kept key may change
+        s.set_limited("d", Value::StrArray(vec!["long text".into()]), &l);
+        assert_eq!(s.attributes, vec![("a".into(), Value::from("xy")), ("b".into(), Value::Int(1))]);
+        assert_eq!(s.dropped.attributes, 2);
+        s.set_limited("a", "abcdef", &l);
+        assert_eq!(s.get("a"), Some(&Value::from("abc")), "text cut to the length limit");
+    }
+
+    #[test]
+    fn events_and_links_past_their_counts_are_dropped_and_their_attributes_limited() {
+        let l = limits(128, Some(2), 1, 1);
+        let mut s = span();
+        let attrs: Attributes = vec![("x".into(), "long".into()), ("y".into(), 1i64.into()), ("z".into(), 2i64.into())];
+        s.add_event_limited(Event { name: "e1".into(), time_ns: 1, attributes: attrs.clone(), dropped_attributes: 0 }, &l);
+        s.add_event_limited(Event { name: "e2".into(), time_ns: 2, attributes: attrs.clone(), dropped_attributes: 0 }, &l);
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events[0].attributes, vec![("x".into(), Value::from("lo")), ("y".into(), Value::Int(1))]);
+        assert_eq!(s.events[0].dropped_attributes, 1);
+        let link = Link { trace_id: TraceId::random(), span_id: SpanId::random(), trace_state: None, flags: 1, attributes: attrs, dropped_attributes: 0 };
+        s.add_link_limited(link.clone(), &l);
+        s.add_link_limited(link, &l);
+        assert_eq!((s.links.len(), s.links[0].attributes.len(), s.links[0].dropped_attributes), (1, 1, 2));
+        assert_eq!(s.dropped, Dropped { attributes: 0, events: 1, links: 1 });
+    }
 }

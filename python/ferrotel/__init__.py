@@ -6,7 +6,14 @@ Importing this package does nothing by itself: no framework is imported, nothing
 
 __all__ = ["start", "__version__"]
 
-from ferrotel._native import __version__
+from ferrotel._bootstrap import _free_threaded
+
+if _free_threaded():
+    # The abi3 native module cannot load on a free-threaded build: the package still imports, and
+    # start() stands down with one line saying why (the host app never breaks).
+    __version__ = None
+else:
+    from ferrotel._native import __version__
 
 
 def start():

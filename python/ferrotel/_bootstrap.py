@@ -6,11 +6,34 @@ import sys
 _started = None
 
 
+def _free_threaded():
+    """True on a free-threaded CPython build (Py_GIL_DISABLED), whether or not its GIL is back on.
+
+    The build's own flag, not sys._is_gil_enabled(): with PYTHON_GIL=1 a free-threaded build runs
+    with a GIL but keeps its free-threaded extension ABI, on which the abi3 module cannot load.
+    Free-threaded builds exist from 3.13 on; there the flag comes from the builtin _sysconfig (no
+    sysconfig data module imported at start-up), else from sysconfig.
+    """
+    if sys.version_info < (3, 13):
+        return False
+    try:
+        import _sysconfig
+
+        return bool(_sysconfig.config_vars().get("Py_GIL_DISABLED"))
+    except Exception:
+        import sysconfig
+
+        return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
 def _supported():
     if sys.version_info < (3, 9):
         return "Python %d.%d is not supported (3.9+ needed)" % sys.version_info[:2]
-    if getattr(sys, "_is_gil_enabled", lambda: True)() is False:
-        return "free-threaded CPython is not supported"
+    if _free_threaded():
+        return (
+            "free-threaded CPython %d.%d (a Py_GIL_DISABLED build) is not supported: "
+            "its abi3 extension module cannot load there" % sys.version_info[:2]
+        )
     if sys.implementation.name != "cpython":
         return "%s is not supported (CPython only)" % sys.implementation.name
     return None

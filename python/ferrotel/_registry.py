@@ -187,7 +187,6 @@ INSTRUMENTATIONS = (
         "1.28, 1.45",
         {"opentelemetry.trace": "otel.otel_api:instrument"},
         "the app's spans, in the same traces",
-        gate=False,
     ),
     # Issue 16: aiohttp (client and server) and gRPC.
     Instrumentation(

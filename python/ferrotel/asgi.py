@@ -18,7 +18,13 @@ class Middleware:
     def __init__(self, app, scope="ferrotel.asgi"):
         _start()
         self.app = app
-        self._traced = _native.AsgiMiddleware(app, scope)
+        enabled, excluded = _native.instrumentation("asgi")
+        if enabled:  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=asgi: the app, untraced
+            from ferrotel.hooks._urls import excluder
+
+            self._traced = _native.AsgiMiddleware(app, scope, excluder(excluded, "asgi"))
+        else:
+            self._traced = app
 
     async def __call__(self, scope, receive, send):
         await self._traced(scope, receive, send)

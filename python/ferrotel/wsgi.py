@@ -10,5 +10,12 @@ __all__ = ["Middleware"]
 
 
 def Middleware(app, scope="ferrotel.wsgi"):
+    """`app`, traced; `app` itself when ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names ``wsgi``.
+    ``OTEL_PYTHON_EXCLUDED_URLS`` leaves matching requests untraced."""
     _start()
-    return _native.WsgiMiddleware(app, scope)
+    enabled, excluded = _native.instrumentation("wsgi")
+    if not enabled:
+        return app
+    from ferrotel.hooks._urls import excluder
+
+    return _native.WsgiMiddleware(app, scope, False, excluder(excluded, "wsgi"))

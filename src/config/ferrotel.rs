@@ -35,8 +35,16 @@ pub fn processing(r: &mut Reader<'_>) -> ProcessingConfig {
     let lower = |v: Vec<String>| v.into_iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>();
     let redact_query_keys = lower(r.list("FERROTEL_REDACT_QUERY_KEYS").unwrap_or_else(|| strings(DEFAULT_REDACT_QUERY_KEYS)));
     let redact_headers = lower(r.list("FERROTEL_REDACT_HEADERS").unwrap_or_else(|| strings(DEFAULT_REDACT_HEADERS)));
-    let capture_request_headers = lower(r.list("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST").unwrap_or_default());
-    let capture_response_headers = lower(r.list("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE").unwrap_or_default());
+    // Header names are regular expressions upstream (matched case-insensitively): plain names are
+    // lower-cased here (compared as they are), patterns kept as written (`\D` is not `\d`).
+    let names = |r: &mut Reader<'_>, key: &str| -> Vec<String> {
+        r.list(key).unwrap_or_default().into_iter().map(|s| if plain_header_name(&s) { s.to_ascii_lowercase() } else { s }).collect()
+    };
+    let capture_request_headers = names(r, "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST");
+    let capture_response_headers = names(r, "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE");
+    let capture_client_request_headers = names(r, "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST");
+    let capture_client_response_headers = names(r, "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE");
+    let sanitize_headers = names(r, "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS");
     let keep_errors_and_slow = r.bool("FERROTEL_KEEP_ERRORS_AND_SLOW", true);
     let db_slow_threshold = r.millis(&["FERROTEL_DB_SLOW_THRESHOLD_MS"], 100);
     let db_query_max_len = if r.bool("FERROTEL_DB_QUERY_TEXT", true) { r.positive("FERROTEL_DB_QUERY_TEXT_MAX_LENGTH", 2048) } else { 0 };
@@ -52,11 +60,19 @@ pub fn processing(r: &mut Reader<'_>) -> ProcessingConfig {
         redact_headers,
         capture_request_headers,
         capture_response_headers,
+        capture_client_request_headers,
+        capture_client_response_headers,
+        sanitize_headers,
         keep_errors_and_slow,
         db_slow_threshold,
         db_query_max_len,
         db_sqlcommenter,
     }
+}
+
+/// A header name with nothing of a regular expression in it (letters, digits, `-`, `_`).
+pub fn plain_header_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub fn test_fault(r: &mut Reader<'_>) -> Option<TestFault> {
@@ -65,6 +81,7 @@ pub fn test_fault(r: &mut Reader<'_>) -> Option<TestFault> {
         "panic" => Some(TestFault::Panic),
         "start_response" => Some(TestFault::StartResponse),
         "body" => Some(TestFault::Body),
+        "processor_panic" => Some(TestFault::ProcessorPanic),
         other => {
             r.warn(key, other, "no fault");
             None

@@ -1,7 +1,8 @@
 //! Which library instrumentations run, in the pure-Python agent's words:
-//! `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS` (its entry-point names, `*` for all) and the client
-//! URL exclusions `OTEL_PYTHON_<NAME>_EXCLUDED_URLS`, falling back to `OTEL_PYTHON_EXCLUDED_URLS`
-//! (comma-separated regular expressions, searched anywhere in the full URL, as upstream does).
+//! `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS` (its entry-point names, `*` for all) and the URL
+//! exclusions `OTEL_PYTHON_<NAME>_EXCLUDED_URLS`, falling back to `OTEL_PYTHON_EXCLUDED_URLS`
+//! (comma-separated regular expressions, searched anywhere in the full URL, as upstream does),
+//! for the HTTP clients' CLIENT spans and the servers' SERVER spans alike.
 
 use super::reader::Reader;
 
@@ -14,6 +15,11 @@ pub const CLIENTS: &[(&str, &str)] = &[
     ("aiohttp_client", "AIOHTTP_CLIENT"),
     ("aiohttp_server", "AIOHTTP_SERVER"),
 ];
+
+/// The server instrumentations with a variable of their own, as upstream names them
+/// (`OTEL_PYTHON_FLASK_EXCLUDED_URLS`, ...; the ASGI middleware's is `OTEL_PYTHON_ASGI_EXCLUDED_URLS`).
+/// `wsgi` (`ferrotel.wsgi.Middleware`) has none upstream: it follows the generic list.
+pub const SERVERS: &[(&str, &str)] = &[("flask", "FLASK"), ("django", "DJANGO"), ("fastapi", "FASTAPI"), ("starlette", "STARLETTE"), ("asgi", "ASGI")];
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstrumentationConfig {
@@ -47,7 +53,10 @@ pub fn instrumentation(r: &mut Reader<'_>) -> InstrumentationConfig {
         .unwrap_or_default();
     let generic = r.get("OTEL_PYTHON_EXCLUDED_URLS").map(|v| patterns(&v)).unwrap_or_default();
     let mut excluded_urls = Vec::new();
-    for (name, infix) in CLIENTS {
+    if !generic.is_empty() {
+        excluded_urls.push(("wsgi".to_string(), generic.clone()));
+    }
+    for (name, infix) in CLIENTS.iter().chain(SERVERS) {
         let list = match r.get(&format!("OTEL_PYTHON_{infix}_EXCLUDED_URLS")) {
             Some(v) => patterns(&v),
             None => generic.clone(),
@@ -95,5 +104,17 @@ mod tests {
         let c = Config::from_pairs(&[("OTEL_PYTHON_URLLIB_EXCLUDED_URLS", "x")]).instrumentation;
         assert_eq!(c.excluded_urls("urllib"), ["x"]);
         assert!(c.excluded_urls("urllib3").is_empty());
+    }
+
+    #[test]
+    fn servers_have_excluded_urls_too() {
+        let c = Config::from_pairs(&[("OTEL_PYTHON_EXCLUDED_URLS", "healthz"), ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "ping,/x$")]).instrumentation;
+        assert_eq!(c.excluded_urls("flask"), ["ping", "/x$"]);
+        for name in ["django", "fastapi", "starlette", "asgi", "wsgi"] {
+            assert_eq!(c.excluded_urls(name), ["healthz"], "{name}");
+        }
+        let c = Config::from_pairs(&[("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "admin")]).instrumentation;
+        assert_eq!(c.excluded_urls("django"), ["admin"]);
+        assert!(c.excluded_urls("flask").is_empty() && c.excluded_urls("wsgi").is_empty());
     }
 }

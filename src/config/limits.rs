@@ -14,6 +14,13 @@ pub struct Limits {
     pub link_attribute_count: usize,
 }
 
+impl Default for Limits {
+    /// The specification's defaults: 128 of each, no length limit.
+    fn default() -> Self {
+        Limits { attribute_value_length: None, attribute_count: 128, event_count: 128, link_count: 128, event_attribute_count: 128, link_attribute_count: 128 }
+    }
+}
+
 fn length(r: &mut Reader<'_>, keys: &[&str]) -> Option<usize> {
     let (k, v) = r.first(keys)?;
     match v.parse::<usize>() {

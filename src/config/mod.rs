@@ -5,6 +5,7 @@
 //! by the caller) and the default.
 
 mod ferrotel;
+pub use ferrotel::plain_header_name;
 mod file;
 mod instrumentation;
 pub mod limits;
@@ -43,6 +44,20 @@ pub enum TracesExporter {
 pub enum MetricsExporter {
     Otlp,
     Prometheus,
+    /// One JSON object per metric export on stderr.
+    Console,
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (the OTLP metric exporter's spec): which
+/// instrument kinds are exported as deltas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Temporality {
+    /// Every instrument cumulative (the default).
+    Cumulative,
+    /// Counter, asynchronous counter and histogram: delta; up-down counters: cumulative.
+    Delta,
+    /// Counter and histogram: delta; asynchronous counter and up-down counters: cumulative.
+    LowMemory,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -100,6 +115,9 @@ pub struct MetricsConfig {
     /// Empty: no metrics are exported (and none are computed).
     pub exporters: Vec<MetricsExporter>,
     pub interval: Duration,
+    /// `OTEL_METRIC_EXPORT_TIMEOUT` (also caps `otlp.timeout`).
+    pub export_timeout: Duration,
+    pub temporality: Temporality,
     pub otlp: OtlpConfig,
     pub prometheus_host: String,
     pub prometheus_port: u16,
@@ -122,9 +140,17 @@ pub struct ProcessingConfig {
     pub redact_query_keys: Vec<String>,
     /// Captured headers whose values are masked (case-insensitive).
     pub redact_headers: Vec<String>,
-    /// Header names (lower case) captured as `http.request.header.<name>` / `http.response.header.<name>`.
+    /// Header names captured on server spans as `http.request.header.<name>` /
+    /// `http.response.header.<name>`: plain names lower-cased, or regular expressions (matched
+    /// whole and case-insensitively, as upstream).
     pub capture_request_headers: Vec<String>,
     pub capture_response_headers: Vec<String>,
+    /// The same for the HTTP client hooks' spans (`..._CLIENT_REQUEST` / `_CLIENT_RESPONSE`).
+    pub capture_client_request_headers: Vec<String>,
+    pub capture_client_response_headers: Vec<String>,
+    /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`: captured headers whose names
+    /// these regular expressions find (searched, case-insensitively) are recorded as `[REDACTED]`.
+    pub sanitize_headers: Vec<String>,
     /// With a ratio sampler, still export local roots that end in error or are slow.
     pub keep_errors_and_slow: bool,
     /// Database spans: their own slow threshold (`FERROTEL_DB_SLOW_THRESHOLD_MS`).
@@ -171,6 +197,8 @@ pub enum TestFault {
     StartResponse,
     /// In the response-body wrapper.
     Body,
+    /// In the span processing chain, on the export thread (the first span of each process).
+    ProcessorPanic,
 }
 
 impl Config {
@@ -194,6 +222,27 @@ impl Config {
         Self::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
     }
 
+    /// Every variable the configuration reads: what `docs/compliance.md` is checked against
+    /// (`_native.config_variables()`). The names asked for with an empty environment, and with
+    /// the settings that make other reads depend on them (the ratio sampler reads its argument).
+    pub fn variables() -> Vec<String> {
+        let asked = std::cell::RefCell::new(Vec::<String>::new());
+        for probe in [None, Some(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"))] {
+            let _ = Self::from_lookup(|k| {
+                let mut a = asked.borrow_mut();
+                if !a.iter().any(|x| x == k) {
+                    a.push(k.to_string());
+                }
+                probe.filter(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            });
+        }
+        let mut names = asked.into_inner();
+        names.push("FERROTEL_CONFIG".to_string()); // read by from_env before the rest
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Build from any variable source (tests pass a map). Empty values count as unset, as the
     /// specification says.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
@@ -204,8 +253,10 @@ impl Config {
         let traces_exporters = otel::traces_exporters(&mut r);
         let sampler = otel::sampler(&mut r);
         let propagators = otel::propagators(&mut r);
-        let otlp = otel::otlp(&mut r, otel::Signal::Traces);
+        let mut otlp = otel::otlp(&mut r, otel::Signal::Traces);
         let batch = otel::batch(&mut r);
+        // The processor's export timeout bounds each export (and its retries) too.
+        otlp.timeout = otlp.timeout.min(batch.export_timeout.max(Duration::from_millis(1)));
         let metrics = otel::metrics(&mut r);
         let processing = ferrotel::processing(&mut r);
         let instrumentation = instrumentation::instrumentation(&mut r);

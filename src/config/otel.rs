@@ -261,7 +261,7 @@ pub fn metrics(r: &mut Reader<'_>) -> MetricsConfig {
                         exporters.clear();
                         break;
                     }
-                    "console" => {} // accepted; nothing to print metrics to yet
+                    "console" => exporters.push(MetricsExporter::Console),
                     other => r.warn(key, other, "nothing in its place"),
                 }
             }
@@ -270,10 +270,24 @@ pub fn metrics(r: &mut Reader<'_>) -> MetricsConfig {
     exporters.dedup();
     let interval = r.millis(&["OTEL_METRIC_EXPORT_INTERVAL"], 60_000);
     let interval = if interval.is_zero() { std::time::Duration::from_millis(60_000) } else { interval };
-    let otlp = otlp(r, Signal::Metrics);
+    let export_timeout = r.millis(&["OTEL_METRIC_EXPORT_TIMEOUT"], 30_000);
+    let mut otlp = otlp(r, Signal::Metrics);
+    // The reader's export timeout bounds each export (and its retries) too.
+    otlp.timeout = otlp.timeout.min(export_timeout.max(std::time::Duration::from_millis(1)));
+    let key = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+    let temporality = match r.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Temporality::Cumulative,
+        Some(v) if v == "cumulative" => Temporality::Cumulative,
+        Some(v) if v == "delta" => Temporality::Delta,
+        Some(v) if v == "lowmemory" => Temporality::LowMemory,
+        Some(v) => {
+            r.warn(key, &v, "cumulative");
+            Temporality::Cumulative
+        }
+    };
     let prometheus_host = r.get("OTEL_EXPORTER_PROMETHEUS_HOST").unwrap_or_else(|| "localhost".into());
     let prometheus_port = r.port("OTEL_EXPORTER_PROMETHEUS_PORT", 9464);
-    MetricsConfig { exporters, interval, otlp, prometheus_host, prometheus_port }
+    MetricsConfig { exporters, interval, export_timeout, temporality, otlp, prometheus_host, prometheus_port }
 }
 
 fn valid_url(v: &str) -> bool {
@@ -292,3 +306,40 @@ fn valid_header(k: &str, v: &str) -> bool {
         && !v.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0)
 }
 
+
+#[cfg(test)]
+mod export_tests {
+    use super::super::*;
+
+    #[test]
+    fn export_timeouts_bound_each_export() {
+        // The processor's export timeout caps the exporter's (each bounds the export with its retries).
+        let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "20000"), ("OTEL_BSP_EXPORT_TIMEOUT", "1500")]);
+        assert_eq!(c.otlp.timeout, Duration::from_millis(1500));
+        let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700")]);
+        assert_eq!(c.otlp.timeout, Duration::from_millis(700));
+        assert_eq!(c.metrics.otlp.timeout, Duration::from_secs(10), "the traces variable is the traces' only");
+        let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "4000"), ("OTEL_METRIC_EXPORT_TIMEOUT", "2500")]);
+        assert_eq!((c.metrics.export_timeout, c.metrics.otlp.timeout), (Duration::from_millis(2500), Duration::from_millis(2500)));
+        assert_eq!(c.otlp.timeout, Duration::from_secs(10));
+        let c = Config::from_pairs(&[("OTEL_METRIC_EXPORT_TIMEOUT", "soon")]);
+        assert_eq!(c.metrics.export_timeout, Duration::from_secs(30));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn metrics_console_and_temporality() {
+        let c = Config::from_pairs(&[]);
+        assert_eq!(c.metrics.temporality, Temporality::Cumulative);
+        let c = Config::from_pairs(&[("OTEL_METRICS_EXPORTER", "console,otlp"), ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "Delta")]);
+        assert_eq!(c.metrics.exporters, vec![MetricsExporter::Console, MetricsExporter::Otlp]);
+        assert_eq!(c.metrics.temporality, Temporality::Delta);
+        let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "lowmemory")]);
+        assert_eq!(c.metrics.temporality, Temporality::LowMemory);
+        let c = Config::from_pairs(&[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes")]);
+        assert_eq!(c.metrics.temporality, Temporality::Cumulative);
+        assert!(c.warnings[0].contains("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"), "{:?}", c.warnings);
+        let c = Config::from_pairs(&[("FERROTEL_TEST_FAULT", "processor_panic")]);
+        assert_eq!(c.test_fault, Some(TestFault::ProcessorPanic));
+    }
+}

@@ -43,7 +43,7 @@ fn every_variable_is_read() {
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ("OTEL_BSP_EXPORT_TIMEOUT", "1000"),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "5000"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
     ]);
@@ -63,7 +63,7 @@ fn every_variable_is_read() {
     assert_eq!(c.otlp.timeout, Duration::from_millis(2500));
     assert_eq!(c.otlp.compression, Compression::Gzip);
     assert_eq!(c.batch.schedule_delay, Duration::from_millis(100));
-    assert_eq!(c.batch.export_timeout, Duration::from_millis(1000));
+    assert_eq!(c.batch.export_timeout, Duration::from_millis(5000));
     assert_eq!((c.batch.max_queue_size, c.batch.max_export_batch_size), (100, 10));
 }
 
@@ -332,4 +332,28 @@ fn grpc_endpoint_scheme_and_insecure() {
     // OTLP/HTTP needs a URL: a bare host:port is still an error.
     assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")]), ("http://localhost:4318/v1/traces".into(), 1));
     assert_eq!(endpoint(&[grpc, ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317/x")]), ("http://localhost:4317".into(), 1));
+}
+
+#[test]
+fn config_variables_include_conditional_reads() {
+    let names = Config::variables();
+    for name in ["OTEL_TRACES_SAMPLER_ARG", "OTEL_SPAN_LINK_COUNT_LIMIT", "OTEL_PYTHON_FLASK_EXCLUDED_URLS", "FERROTEL_CONFIG"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+    }
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+}
+
+#[test]
+fn header_capture_names_plain_lower_cased_patterns_kept() {
+    let p = Config::from_pairs(&[
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "X-Request-Id, X-\\D.*"),
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST", ".*"),
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE", "Content-Type"),
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", "Secret,token"),
+    ])
+    .processing;
+    assert_eq!(p.capture_request_headers, vec!["x-request-id", "X-\\D.*"]);
+    assert_eq!(p.capture_client_request_headers, vec![".*"]);
+    assert_eq!(p.capture_client_response_headers, vec!["content-type"]);
+    assert_eq!(p.sanitize_headers, vec!["secret", "token"]);
 }

@@ -50,9 +50,9 @@ impl GrpcTransport {
         GrpcTransport { endpoint: c.endpoint.clone(), state, headers, timeout: c.timeout, gzip: c.compression == Compression::Gzip }
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+    fn request<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
-        req.set_timeout(self.timeout);
+        req.set_timeout(timeout);
         for (k, v) in &self.headers {
             req.metadata_mut().insert(k.clone(), v.clone());
         }
@@ -61,15 +61,16 @@ impl GrpcTransport {
 
     /// One export call, retried on the codes the OTLP spec calls transient (see `retry`). `call`
     /// builds the call afresh for each attempt.
-    fn run<F, R>(&self, call: impl Fn(Channel) -> F) -> Result<(), String>
+    fn run<F, R>(&self, call: impl Fn(Channel, Duration) -> F) -> Result<(), String>
     where
         F: std::future::Future<Output = Result<R, tonic::Status>>,
     {
         let (rt, channel) = self.state.as_ref().map_err(|e| e.clone())?;
-        let timeout = self.timeout;
-        let mut retry = Retry::new(RETRY_BUDGET);
+        // One deadline for the export and its retries; each attempt gets what is left of it.
+        let mut retry = Retry::new(self.timeout);
         loop {
-            let outcome = rt.block_on(async { tokio::time::timeout(timeout, call(channel.clone())).await });
+            let timeout = retry.remaining();
+            let outcome = rt.block_on(async { tokio::time::timeout(timeout, call(channel.clone(), timeout)).await });
             let (error, retry_delay) = match outcome {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(status)) => {
@@ -96,8 +97,8 @@ impl GrpcTransport {
     /// same unary call the generated client makes, with a codec that writes the bytes as they are.
     pub fn export_traces(&self, encoded: Vec<u8>) -> Result<(), String> {
         let gzip = self.gzip;
-        self.run(|ch| {
-            let req = self.request(Encoded(encoded.clone()));
+        self.run(|ch, timeout| {
+            let req = self.request(Encoded(encoded.clone()), timeout);
             async move {
                 let mut grpc = tonic::client::Grpc::new(ch);
                 if gzip {
@@ -117,8 +118,8 @@ impl GrpcTransport {
 
     pub fn export_metrics(&self, msg: ExportMetricsServiceRequest) -> Result<(), String> {
         let gzip = self.gzip;
-        self.run(|ch| {
-            let req = self.request(msg.clone());
+        self.run(|ch, timeout| {
+            let req = self.request(msg.clone(), timeout);
             async move {
                 let mut client = MetricsServiceClient::new(ch);
                 if gzip {
@@ -131,8 +132,8 @@ impl GrpcTransport {
 
     pub fn export_logs(&self, msg: ExportLogsServiceRequest) -> Result<(), String> {
         let gzip = self.gzip;
-        self.run(|ch| {
-            let req = self.request(msg.clone());
+        self.run(|ch, timeout| {
+            let req = self.request(msg.clone(), timeout);
             async move {
                 let mut client = LogsServiceClient::new(ch);
                 if gzip {
@@ -158,9 +159,6 @@ fn tls_config(c: &OtlpConfig) -> Result<ClientTlsConfig, String> {
     }
     Ok(config)
 }
-
-/// The longest an export may spend waiting to retry (the spec's default `OTEL_BSP_EXPORT_TIMEOUT`).
-const RETRY_BUDGET: Duration = Duration::from_secs(30);
 
 /// The status message and its causes (`transport error: ...: received fatal alert: ...`).
 fn reason(status: &tonic::Status) -> String {

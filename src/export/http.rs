@@ -8,9 +8,6 @@ use super::retry::{self, Retry};
 use super::tls;
 use crate::config::{Compression, OtlpConfig};
 
-/// The longest an export may spend waiting to retry (the spec's default `OTEL_BSP_EXPORT_TIMEOUT`).
-const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
-
 pub struct HttpTransport {
     /// `Err`: TLS could not be set up (a CA or client file is missing or bad); every export
     /// fails with that line, as if the collector could not be reached.
@@ -18,6 +15,8 @@ pub struct HttpTransport {
     url: String,
     headers: Vec<(String, String)>,
     compression: Compression,
+    /// Bounds one export with all its retries (see `retry`).
+    timeout: std::time::Duration,
 }
 
 impl HttpTransport {
@@ -31,7 +30,7 @@ impl HttpTransport {
         } else {
             Ok(builder.build())
         };
-        HttpTransport { agent, url: c.endpoint.clone(), headers: c.headers.clone(), compression: c.compression }
+        HttpTransport { agent, url: c.endpoint.clone(), headers: c.headers.clone(), compression: c.compression, timeout: c.timeout }
     }
 
     /// POST one protobuf-encoded export request, retrying transient failures (see `retry`).
@@ -42,9 +41,9 @@ impl HttpTransport {
             body = enc.finish().map_err(|e| e.to_string())?;
         }
         let agent = self.agent.as_ref().map_err(|e| e.clone())?;
-        let mut retry = Retry::new(RETRY_BUDGET);
+        let mut retry = Retry::new(self.timeout);
         loop {
-            let mut req = agent.post(&self.url).set("Content-Type", "application/x-protobuf");
+            let mut req = agent.post(&self.url).timeout(retry.remaining()).set("Content-Type", "application/x-protobuf");
             for (k, v) in &self.headers {
                 req = req.set(k, v);
             }

@@ -12,9 +12,10 @@ pub mod otlp_wire;
 pub mod retry;
 pub mod tls;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 
-use crate::config::{Config, OtlpConfig, Protocol, TracesExporter};
+use crate::config::{Config, MetricsConfig, MetricsExporter, OtlpConfig, Protocol, Temporality, TracesExporter};
 use crate::metrics::snapshot::Snapshot;
 use crate::resource::Resource;
 use crate::span::SpanRecord;
@@ -40,8 +41,7 @@ impl Otlp {
         }
     }
 
-    pub fn export_metrics(&self, snapshot: &Snapshot, resource: &Resource) -> Result<(), String> {
-        let req = otlp_metrics::encode(snapshot, resource);
+    pub fn export_metrics(&self, req: ExportMetricsServiceRequest) -> Result<(), String> {
         match self {
             Otlp::Http(t) => t.post(req.encode_to_vec()),
             Otlp::Grpc(t) => t.export_metrics(req),
@@ -90,5 +90,57 @@ pub fn build(config: &Config) -> Vec<Box<dyn SpanExporter>> {
                 TracesExporter::Otlp => Box::new(Otlp::new(&config.otlp)),
             }
         })
+        .collect()
+}
+
+/// A metrics exporter (`OTEL_METRICS_EXPORTER`; Prometheus is served, not pushed, so not one of
+/// these), with the snapshot its last successful export was made from (for deltas).
+pub struct MetricSink {
+    kind: MetricSinkKind,
+    temporality: Temporality,
+    previous: Option<Snapshot>,
+}
+
+enum MetricSinkKind {
+    Otlp(Otlp),
+    Console,
+}
+
+impl MetricSink {
+    /// Encode `snapshot` in the configured temporality and send it. A delta is taken from the
+    /// last snapshot this exporter delivered, so a failed export's counts go with the next one.
+    pub fn export(&mut self, snapshot: Snapshot, resource: &Resource) -> Result<(), String> {
+        let enc = otlp_metrics::Encoding { temporality: self.temporality, previous: self.previous.as_ref() };
+        let req = otlp_metrics::encode_as(&snapshot, resource, &enc);
+        let result = match &self.kind {
+            MetricSinkKind::Otlp(o) => o.export_metrics(req),
+            MetricSinkKind::Console => console::print_metrics(&req),
+        };
+        if result.is_ok() {
+            self.previous = Some(snapshot);
+        }
+        result
+    }
+
+    pub fn target(&self) -> String {
+        match &self.kind {
+            MetricSinkKind::Otlp(o) => format!("{} (metrics)", o.target()),
+            MetricSinkKind::Console => "console (metrics)".into(),
+        }
+    }
+}
+
+/// The pushing metric exporters `OTEL_METRICS_EXPORTER` names (OTLP, console), built on the
+/// metrics export thread of the process that uses them.
+pub fn build_metrics(config: &MetricsConfig) -> Vec<MetricSink> {
+    config
+        .exporters
+        .iter()
+        .filter_map(|e| match e {
+            MetricsExporter::Otlp => Some(MetricSinkKind::Otlp(Otlp::new(&config.otlp))),
+            MetricsExporter::Console => Some(MetricSinkKind::Console),
+            MetricsExporter::Prometheus => None,
+        })
+        .map(|kind| MetricSink { kind, temporality: config.temporality, previous: None })
         .collect()
 }

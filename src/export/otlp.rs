@@ -76,7 +76,7 @@ fn encode_span(r: &SpanRecord) -> Span {
                 time_unix_nano: e.time_ns,
                 name: e.name.to_string(),
                 attributes: key_values(&e.attributes),
-                dropped_attributes_count: 0,
+                dropped_attributes_count: e.dropped_attributes,
             })
             .collect(),
         links: r
@@ -87,6 +87,7 @@ fn encode_span(r: &SpanRecord) -> Span {
                 span_id: l.span_id.0.to_vec(),
                 trace_state: l.trace_state.clone().unwrap_or_default(),
                 attributes: key_values(&l.attributes),
+                dropped_attributes_count: l.dropped_attributes,
                 flags: l.flags as u32 | HAS_IS_REMOTE,
                 ..Default::default()
             })

@@ -187,6 +187,7 @@ impl W {
                 w.fixed64(1, e.time_ns);
                 w.string(2, &e.name);
                 w.attributes(3, &e.attributes);
+                w.uint(4, e.dropped_attributes as u64);
             });
         }
         self.uint(12, r.dropped.events as u64);
@@ -196,6 +197,7 @@ impl W {
                 w.bytes(2, &l.span_id.0);
                 w.string(3, l.trace_state.as_deref().unwrap_or(""));
                 w.attributes(4, &l.attributes);
+                w.uint(5, l.dropped_attributes as u64);
                 w.fixed32(6, l.flags as u32 | HAS_IS_REMOTE);
             });
         }
@@ -275,8 +277,8 @@ mod tests {
         a.set("f", Value::F64(1.5));
         a.set("arr", Value::StrArray(vec!["x".into(), String::new()]));
         a.set("ints", Value::IntArray(vec![-1, 2]));
-        a.events.push(Event { name: "exception".into(), time_ns: 7, attributes: vec![("exception.type".into(), "E".into())] });
-        a.links.push(Link { trace_id: TraceId::random(), span_id: SpanId::random(), trace_state: None, flags: 1, attributes: vec![] });
+        a.events.push(Event { name: "exception".into(), time_ns: 7, attributes: vec![("exception.type".into(), "E".into())], dropped_attributes: 2 });
+        a.links.push(Link { trace_id: TraceId::random(), span_id: SpanId::random(), trace_state: None, flags: 1, attributes: vec![], dropped_attributes: 3 });
         a.status = Status::Error("boom".into());
         a.end_ns = a.start_ns + 1000;
         a.dropped.attributes = 3;

@@ -97,12 +97,15 @@ pub fn start_span(
         rec.start_ns = t;
     }
     if recording {
-        rec.attributes.extend(convert::attributes(attributes.as_ref()));
+        let l = super::span::limits();
+        for (k, v) in convert::attributes(attributes.as_ref()) {
+            rec.set_limited(k, v, l);
+        }
         if let Some(links) = links.filter(|l| !l.is_none()) {
             for item in links.try_iter()?.flatten() {
                 if let Ok((ctx, attrs)) = item.extract::<(Bound<'_, PyTuple>, Option<Bound<'_, PyAny>>)>() {
                     if let Some(c) = context_from_tuple(&ctx) {
-                        rec.links.push(Link { trace_id: c.trace_id, span_id: c.span_id, trace_state: c.trace_state, flags: c.flags, attributes: convert::attributes(attrs.as_ref()) });
+                        rec.add_link_limited(Link { trace_id: c.trace_id, span_id: c.span_id, trace_state: c.trace_state, flags: c.flags, attributes: convert::attributes(attrs.as_ref()), dropped_attributes: 0 }, l);
                     }
                 }
             }

@@ -145,13 +145,13 @@ fn is_reserved(py: Python<'_>, key: &Bound<'_, PyString>) -> bool {
     if addresses.binary_search(&(key.as_ptr() as usize)).is_ok() {
         return true;
     }
-    capi::utf8(key).is_none_or(|k| RESERVED.contains(&k))
+    capi::utf8(key).is_none_or(|k| RESERVED.contains(&&*k))
 }
 
 fn text(v: Option<Bound<'_, PyAny>>) -> Option<String> {
     let v = v?;
     let s = v.cast::<PyString>().ok()?;
-    capi::utf8(s).map(str::to_string)
+    capi::utf8(s).map(|t| t.into_owned())
 }
 
 fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord> {

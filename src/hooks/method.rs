@@ -14,7 +14,6 @@
 //! `__qualname__` and `__doc__` of the original, as `functools.wraps` would leave them.
 
 use std::ffi::{c_char, CString};
-use std::sync::OnceLock;
 
 use pyo3::ffi::{self, PyObject, Py_ssize_t};
 use pyo3::prelude::*;
@@ -125,44 +124,12 @@ impl<'a, 'py> Args<'a, 'py> {
 /// `METH_FASTCALL | METH_KEYWORDS` (pyo3-ffi names it only for 3.10+ under abi3).
 type FastWithKeywords = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, Py_ssize_t, *mut PyObject) -> *mut PyObject;
 
-type VectorcallFn = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, usize, *mut PyObject) -> *mut PyObject;
-
-extern "C" {
-    fn PyObject_VectorcallDict(callable: *mut PyObject, args: *const *mut PyObject, nargsf: usize, kwdict: *mut PyObject) -> *mut PyObject;
-    fn PyMethod_New(func: *mut PyObject, slf: *mut PyObject) -> *mut PyObject;
-}
-
-/// `PyObject_Vectorcall`: an exported function from 3.11 on (a static inline before), so it is
-/// looked up once at run time rather than linked.
-fn vectorcall_fn() -> Option<VectorcallFn> {
-    static FN: OnceLock<Option<VectorcallFn>> = OnceLock::new();
-    *FN.get_or_init(|| {
-        // SAFETY: a symbol lookup in the running process; the symbol, when present, has this
-        // signature (the documented one) in every CPython that exports it.
-        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyObject_Vectorcall".as_ptr()) };
-        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, VectorcallFn>(p) })
-    })
-}
-
-/// Call `callable(*args[..nargs], **dict(zip(kwnames, args[nargs..])))`.
+/// Call `callable(*args[..nargs], **dict(zip(kwnames, args[nargs..])))` (see `capi::vectorcall`).
 ///
 /// # Safety
 /// `args` holds `nargs` + len(`kwnames`) live references; `kwnames` is NULL or a tuple of str.
 unsafe fn vectorcall<'py>(py: Python<'py>, callable: *mut PyObject, args: *const *mut PyObject, nargs: usize, kwnames: *mut PyObject) -> PyResult<Bound<'py, PyAny>> {
-    let result = match vectorcall_fn() {
-        Some(call) => unsafe { call(callable, args, nargs, kwnames) },
-        None if kwnames.is_null() => unsafe { PyObject_VectorcallDict(callable, args, nargs, std::ptr::null_mut()) },
-        None => {
-            // 3.9 and 3.10: keywords go as a dict.
-            let names = unsafe { Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>() };
-            let kwargs = PyDict::new(py);
-            for (j, name) in names.iter().enumerate() {
-                kwargs.set_item(name, unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) })?;
-            }
-            unsafe { PyObject_VectorcallDict(callable, args, nargs, kwargs.as_ptr()) }
-        }
-    };
-    unsafe { Bound::from_owned_ptr_or_err(py, result) }
+    unsafe { capi::vectorcall(py, callable, args, nargs, kwnames) }
 }
 
 /// What the fast entry point holds (`self` of the builtin): the original and the hook.
@@ -183,8 +150,6 @@ unsafe fn entry(py: Python<'_>, slf: *mut PyObject, args: *const *mut PyObject, 
     let original = target.original.bind(py);
     target.around.call(original, &args).map(Bound::into_ptr)
 }
-
-const METH_FASTCALL: std::ffi::c_int = 0x0080;
 
 // The class attribute that replaces a method (see the module doc). No doc comment: the type's
 // `__doc__` would hide the `__doc__` getter below (the original's).
@@ -221,7 +186,7 @@ fn builtin<'py>(py: Python<'py>, name: &str, original: Bound<'py, PyAny>, around
             // tell Python the real signature.
             PyCFunction: unsafe { std::mem::transmute::<FastWithKeywords, ffi::PyCFunction>(FAST) },
         },
-        ml_flags: METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_flags: capi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: std::ptr::null(),
     }));
     // SAFETY: `def` is 'static; `target` is a live object, referenced by the new builtin.
@@ -235,7 +200,8 @@ pub fn fast_function<'py>(py: Python<'py>, name: &str, around: Box<dyn Around>) 
     builtin(py, name, py.None().into_bound(py), around)
 }
 
-/// `entry` behind pyo3's trampoline (panics caught, the interpreter's attachment counted).
+/// `entry` behind pyo3's trampoline (panics caught, the interpreter's attachment counted). pyo3's
+/// private API: pyo3 is pinned exactly in `Cargo.toml` (see `capi::PYO3_REVIEWED`).
 const FAST: FastWithKeywords = pyo3::impl_::trampoline::get_trampoline_function!(fastcall_cfunction_with_keywords, entry);
 
 #[pymethods]
@@ -245,9 +211,7 @@ impl MethodHook {
         let py = slf.py();
         match obj.filter(|o| !o.is_none()) {
             None => Ok(slf.clone().into_any().unbind()),
-            // SAFETY: both objects are live; PyMethod_New returns a new reference or NULL with an
-            // exception set.
-            Some(obj) => unsafe { Ok(Bound::from_owned_ptr_or_err(py, PyMethod_New(slf.get().fast.as_ptr(), obj.as_ptr()))?.unbind()) },
+            Some(obj) => Ok(capi::method_new(slf.get().fast.bind(py), obj)?.unbind()),
         }
     }
 

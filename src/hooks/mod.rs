@@ -35,6 +35,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<db::DbHook>()?;
     m.add_class::<db::DbConnection>()?;
     m.add_class::<rpc::RpcHook>()?;
+    capi::register(m)?;
     http::register(m)?;
     otel::register(m)?;
     logs::register(m)

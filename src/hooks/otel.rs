@@ -66,7 +66,8 @@ pub fn otel_record_exception(span: &Bound<'_, Span>, exception: &Bound<'_, PyAny
         }
     }
     let time_ns = timestamp_ns.unwrap_or_else(now_ns);
-    s.with(|r| r.events.push(Event { name: "exception".into(), time_ns, attributes: attrs }));
+    let l = super::span::limits();
+    s.with(|r| r.add_event_limited(Event { name: "exception".into(), time_ns, attributes: attrs, dropped_attributes: 0 }, l));
 }
 
 /// The API's `Span.add_link` (links added after the start).
@@ -75,7 +76,8 @@ pub fn otel_record_exception(span: &Bound<'_, Span>, exception: &Bound<'_, PyAny
 pub fn otel_add_link(span: &Bound<'_, Span>, trace_id: u128, span_id: u64, flags: u8, trace_state: Option<String>, attributes: Option<Bound<'_, PyAny>>) {
     let Some(c) = context(trace_id, span_id, flags, trace_state, false) else { return };
     let attributes = convert::attributes(attributes.as_ref());
-    span.get().with(|r| r.links.push(Link { trace_id: c.trace_id, span_id: c.span_id, trace_state: c.trace_state, flags: c.flags, attributes }));
+    let l = super::span::limits();
+    span.get().with(|r| r.add_link_limited(Link { trace_id: c.trace_id, span_id: c.span_id, trace_state: c.trace_state, flags: c.flags, attributes, dropped_attributes: 0 }, l));
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -11,7 +11,14 @@ use crate::metrics::active;
 use crate::pipeline;
 use crate::semconv::{self, ExceptionInfo};
 use super::convert;
-use crate::span::{now_ns, Event, Head, SpanRecord, Status};
+use crate::config::limits::Limits;
+use crate::span::{now_ns, Event, Head, SpanRecord, Status, Value};
+
+/// The span limits in force (the specification's defaults before the agent started).
+pub fn limits() -> &'static Limits {
+    static DEFAULT: once_cell::sync::Lazy<Limits> = once_cell::sync::Lazy::new(Limits::default);
+    crate::agent::get().map_or(&DEFAULT, |a| &a.limits)
+}
 
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct Span {
@@ -125,26 +132,57 @@ impl Span {
         self.record_exception(exc);
         let extra = convert::attributes(attributes.as_ref());
         if !extra.is_empty() {
+            let l = limits();
             self.with(|r| {
                 if let Some(e) = r.events.iter_mut().rev().find(|e| e.name == "exception") {
                     e.attributes.extend(extra);
+                    e.dropped_attributes += crate::span::limit_attributes(&mut e.attributes, l.event_attribute_count, l.attribute_value_length);
                 }
             });
         }
     }
     fn set_attribute(&self, key: String, value: &Bound<'_, PyAny>) {
         if let Some(v) = convert::value(value) {
-            self.with(|r| r.set(key, v));
+            let l = limits();
+            self.with(|r| r.set_limited(key, v, l));
         }
     }
     fn set_attributes(&self, attributes: &Bound<'_, PyAny>) {
         let attrs = convert::attributes(Some(attributes));
-        self.with(|r| attrs.into_iter().for_each(|(k, v)| r.set(k, v)));
+        let l = limits();
+        self.with(|r| attrs.into_iter().for_each(|(k, v)| r.set_limited(k, v, l)));
     }
     #[pyo3(signature = (name, attributes = None, timestamp_ns = None))]
     fn add_event(&self, name: String, attributes: Option<Bound<'_, PyAny>>, timestamp_ns: Option<u64>) {
         let attributes = convert::attributes(attributes.as_ref());
-        self.with(|r| r.events.push(Event { name: name.into(), time_ns: timestamp_ns.unwrap_or_else(now_ns), attributes }));
+        let l = limits();
+        self.with(|r| r.add_event_limited(Event { name: name.into(), time_ns: timestamp_ns.unwrap_or_else(now_ns), attributes, dropped_attributes: 0 }, l));
+    }
+    /// What the open span holds, as the OpenTelemetry SDK's `ReadableSpan` shows it:
+    /// `(attributes, [(event name, event attributes)], [(link trace id, link span id, link
+    /// attributes)], (dropped attributes, dropped events, dropped links))`. None once ended or
+    /// when not recording.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let Some((attrs, events, links, dropped)) = self.with(|r| {
+            (
+                r.attributes.clone(),
+                r.events.iter().map(|e| (e.name.to_string(), e.attributes.clone())).collect::<Vec<_>>(),
+                r.links.iter().map(|l| (l.trace_id.to_string(), l.span_id.to_string(), l.attributes.clone())).collect::<Vec<_>>(),
+                (r.dropped.attributes, r.dropped.events, r.dropped.links),
+            )
+        }) else {
+            return Ok(None);
+        };
+        let dict = |a: &crate::span::Attributes| -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+            let d = pyo3::types::PyDict::new(py);
+            for (k, v) in a {
+                d.set_item(k.as_ref(), value_to_py(py, v)?)?;
+            }
+            Ok(d)
+        };
+        let events = events.iter().map(|(n, a)| Ok((n.clone(), dict(a)?))).collect::<PyResult<Vec<_>>>()?;
+        let links = links.iter().map(|(t, s, a)| Ok((t.clone(), s.clone(), dict(a)?))).collect::<PyResult<Vec<_>>>()?;
+        Ok(Some((dict(&attrs)?, events, links, dropped).into_pyobject(py)?.into_any().unbind()))
     }
     /// OpenTelemetry API status codes: 0 unset, 1 ok, 2 error. OK is final; a description is
     /// kept only for errors.
@@ -171,6 +209,19 @@ impl Span {
     fn __repr__(&self) -> String {
         format!("<ferrotel Span trace_id={} span_id={}>", self.context.trace_id, self.context.span_id)
     }
+}
+
+fn value_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
+    Ok(match v {
+        Value::Str(s) => s.as_str().into_pyobject(py)?.into_any().unbind(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Value::F64(f) => f.into_pyobject(py)?.into_any().unbind(),
+        Value::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any().unbind(),
+        Value::StrArray(a) => pyo3::types::PyTuple::new(py, a)?.into_any().unbind(),
+        Value::BoolArray(a) => pyo3::types::PyTuple::new(py, a)?.into_any().unbind(),
+        Value::IntArray(a) => pyo3::types::PyTuple::new(py, a)?.into_any().unbind(),
+        Value::F64Array(a) => pyo3::types::PyTuple::new(py, a)?.into_any().unbind(),
+    })
 }
 
 /// Qualified type name (`ValueError`, `app.errors.PaymentError`), message and formatted

@@ -9,6 +9,15 @@
 //! cannot (the port is taken for now, or it exits), workers retry binding every few seconds, so
 //! one of them takes over. Counters and
 //! histograms of exited workers stay in the sum (they are cumulative); their gauges are dropped.
+//!
+//! Worker churn (`gunicorn --max-requests`, `uwsgi --max-requests`): a snapshot file is named
+//! after its process's pid *and start time* (`<pid>-<start>.json`, the start time in clock ticks
+//! from `/proc/<pid>/stat`), so a process is alive only if a process with that pid and that start
+//! time exists: a recycled pid is a new process with a new file, not a counter reset of the old
+//! one. At each scrape, under a lock on the directory, the files of exited processes are folded
+//! into one `retained.json` (their counters and histograms) and removed: the directory holds at
+//! most one file per live process plus one. Scrapes are answered on a thread each (a few at
+//! once), so one slow scraper does not hold up the others.
 //! The text format is written here rather than through a registry crate: the series come from
 //! merged snapshots of several processes, not from one process's live instruments.
 
@@ -29,31 +38,116 @@ pub fn shared_dir(origin_pid: u32, port: u16) -> PathBuf {
     std::env::temp_dir().join(format!("ferrotel-metrics-{uid}-{origin_pid}-{port}"))
 }
 
+/// The totals of exited processes, folded in by `collect`.
+const RETAINED: &str = "retained.json";
+
+/// A process's start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`); `None` when
+/// it does not exist (or `/proc` is not there).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: comm may hold spaces and parentheses; the fields after it are plain.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process's snapshot file name.
+fn own_file_name() -> String {
+    let pid = std::process::id();
+    match start_time(pid) {
+        Some(start) => format!("{pid}-{start}.json"),
+        None => format!("{pid}.json"),
+    }
+}
+
 /// Write this process's snapshot (atomically: temp file + rename).
 pub fn publish(dir: &Path, snap: &Snapshot) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let pid = std::process::id();
     let tmp = dir.join(format!(".{pid}.tmp"));
     std::fs::write(&tmp, serde_json::to_vec(snap).map_err(std::io::Error::other)?)?;
-    std::fs::rename(tmp, dir.join(format!("{pid}.json")))
+    std::fs::rename(tmp, dir.join(own_file_name()))
 }
 
 fn alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as i32, 0) == 0 || *libc::__errno_location() == libc::EPERM }
 }
 
-/// Every process's snapshot in `dir`, merged.
+/// Whether the process that wrote the snapshot file `name` still runs: `(pid, alive)`, or `None`
+/// for a name that is not a snapshot's.
+fn writer(name: &str) -> Option<(u32, bool)> {
+    let stem = name.strip_suffix(".json")?;
+    match stem.split_once('-') {
+        Some((pid, start)) => {
+            let (pid, start) = (pid.parse::<u32>().ok()?, start.parse::<u64>().ok()?);
+            Some((pid, start_time(pid) == Some(start)))
+        }
+        // An agent of an older version (rolling upgrade): its pid only.
+        None => stem.parse::<u32>().ok().map(|pid| (pid, alive(pid))),
+    }
+}
+
+/// An exclusive `flock` on the directory's lock file while it lives (collectors fold and
+/// remove files under it; publishers never take it: they only rename their own file).
+struct DirLock(Option<std::fs::File>);
+
+impl DirLock {
+    fn take(dir: &Path) -> Self {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock")).ok();
+        if let Some(f) = &file {
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        }
+        DirLock(file)
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+}
+
+fn read_snapshot(path: &Path) -> Option<Snapshot> {
+    serde_json::from_slice::<Snapshot>(&std::fs::read(path).ok()?).ok()
+}
+
+/// Every process's snapshot in `dir`, merged; the snapshots of processes that have exited are
+/// folded into `retained.json` and removed.
 pub fn collect(dir: &Path) -> Snapshot {
     let mut total = Snapshot::default();
     let Ok(entries) = std::fs::read_dir(dir) else { return total };
+    let _lock = DirLock::take(dir);
+    let mut retained = read_snapshot(&dir.join(RETAINED)).unwrap_or_default();
+    let mut exited = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_suffix(".json")).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let Ok(bytes) = std::fs::read(entry.path()) else { continue };
-        if let Ok(snap) = serde_json::from_slice::<Snapshot>(&bytes) {
-            total.merge(&snap, alive(pid));
+        let Some((_, live)) = name.to_str().and_then(writer) else { continue };
+        let Some(snap) = read_snapshot(&entry.path()) else { continue };
+        if live {
+            total.merge(&snap, true);
+        } else {
+            retained.merge(&snap, false);
+            exited.push(entry.path());
         }
     }
+    if !exited.is_empty() {
+        // The new total first, then the files it includes: a failure in between counts an
+        // exited process twice at worst, never loses it.
+        let tmp = dir.join(".retained.tmp");
+        let written = serde_json::to_vec(&retained)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(RETAINED)));
+        match written {
+            Ok(()) => {
+                for path in exited {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Err(e) => crate::log::warn_once("prometheus-retain", &format!("cannot fold exited workers' metrics in {} ({e})", dir.display())),
+        }
+    }
+    total.merge(&retained, false);
     total
 }
 
@@ -214,10 +308,29 @@ pub fn bind(host: &str, port: u16) -> std::io::Result<Option<TcpListener>> {
     }
 }
 
-/// Serve `/metrics` (and nothing else) from merged snapshots, one connection at a time.
+/// At most this many scrapes are answered at once on their own threads; more wait their turn.
+const MAX_CONCURRENT: usize = 16;
+
+/// Serve `/metrics` (and nothing else) from merged snapshots, each connection on its own thread
+/// (up to `MAX_CONCURRENT`; beyond that, on this one).
 pub fn serve(listener: TcpListener, dir: PathBuf) {
+    let dir = std::sync::Arc::new(dir);
+    let in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming().flatten() {
-        let _ = respond(stream, &dir);
+        if in_flight.fetch_add(1, Ordering::AcqRel) < MAX_CONCURRENT {
+            let (dir, in_flight) = (dir.clone(), in_flight.clone());
+            let done = in_flight.clone();
+            let spawned = std::thread::Builder::new().name("ferrotel-scrape".into()).spawn(move || {
+                let _ = respond(stream, &dir);
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+            });
+            if spawned.is_err() {
+                done.fetch_sub(1, Ordering::AcqRel); // the stream went with the closure: closed
+            }
+        } else {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            let _ = respond(stream, &dir);
+        }
     }
 }
 
@@ -290,5 +403,56 @@ mod tests {
         std::fs::write(dir.join("2147483646.json"), serde_json::to_vec(&snap).unwrap()).unwrap();
         assert_eq!(collect(&dir).stats.spans_started, 8);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".json")).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn exited_processes_are_folded_and_a_reused_pid_is_a_new_process() {
+        let dir = std::env::temp_dir().join(format!("ferrotel-test-churn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = std::process::id();
+        let my_start = start_time(me).expect("/proc/self/stat");
+        let snap = |n: u64, active: i64| {
+            let labels: Labels = vec![("http.route".into(), "/".into())];
+            let mut s = Snapshot {
+                durations: vec![crate::metrics::snapshot::Histogram { labels: labels.clone(), counts: vec![n, 0], sum: n as f64, count: n }],
+                active: vec![crate::metrics::snapshot::Gauge { labels, value: active }],
+                ..Default::default()
+            };
+            s.stats.spans_started = n;
+            s
+        };
+        let write = |name: String, s: &Snapshot| std::fs::write(dir.join(name), serde_json::to_vec(s).unwrap()).unwrap();
+        // This process (alive), an earlier process that had this same pid (a reused pid: other
+        // start time), and ten exited workers.
+        publish(&dir, &snap(5, 1)).unwrap();
+        write(format!("{me}-{}.json", my_start.wrapping_sub(1)), &snap(7, 3));
+        for i in 0..10 {
+            write(format!("{}-{}.json", 2_147_483_000 + i, 1000 + i), &snap(1, 2));
+        }
+        let total = collect(&dir);
+        assert_eq!(total.stats.spans_started, 5 + 7 + 10, "every process's requests counted once");
+        assert_eq!(total.durations[0].count, 22);
+        assert_eq!(total.active[0].value, 1, "only the live process's gauge");
+        assert_eq!(files(&dir), vec![format!("{me}-{my_start}.json"), RETAINED.to_string()], "exited processes folded and removed");
+        // Later scrapes count the same, and this process's new values replace its old ones.
+        publish(&dir, &snap(6, 0)).unwrap();
+        assert_eq!(collect(&dir).stats.spans_started, 6 + 7 + 10);
+        assert_eq!(collect(&dir).durations[0].count, 23);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reads_the_start_time_of_a_process() {
+        assert!(start_time(std::process::id()).is_some());
+        assert_eq!(start_time(2_147_483_646), None);
+        assert_eq!(writer("notes.txt"), None);
+        assert_eq!(writer(RETAINED), None);
     }
 }

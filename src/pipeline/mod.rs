@@ -1,6 +1,7 @@
 //! The span pipeline: request threads push finished span records into a bounded lock-free queue
-//! (never blocking, never waking anyone; a full queue drops and counts); one export thread per
-//! process drains it in batches and hands them to the exporters.
+//! (never blocking, never waking anyone; a full queue drops and counts); one processing thread
+//! per process drains it and hands batches to one export thread per signal (see `worker`), so a
+//! slow collector for one signal holds up no other.
 //!
 //! Fork safety: the pipeline (queue, thread, exporters, resource) belongs to one fork generation.
 //! After a fork the child's first span builds a fresh pipeline; the parent's copy is left alone
@@ -38,10 +39,12 @@ static SETTINGS: OnceCell<Arc<Settings>> = OnceCell::new();
 static CURRENT: AtomicPtr<Pipeline> = AtomicPtr::new(ptr::null_mut());
 
 enum Control {
-    /// Export everything queued, then acknowledge.
-    Flush(Sender<()>),
-    /// Flush, acknowledge and end the thread.
-    Shutdown(Sender<()>),
+    /// Export everything queued, then acknowledge: the processing thread and each export thread
+    /// answer on their own clone of the sender (`false`: could not take part); the channel
+    /// closes once all have.
+    Flush(Sender<bool>),
+    /// Flush, acknowledge and end the threads.
+    Shutdown(Sender<bool>),
 }
 
 /// This process's counters for self-observation.
@@ -217,16 +220,29 @@ pub fn log_stats() -> (u64, u64, u64) {
     })
 }
 
-fn request(make: fn(Sender<()>) -> Control, timeout: Duration) -> bool {
+fn request(make: fn(Sender<bool>) -> Control, timeout: Duration) -> bool {
     let Some(p) = existing() else { return true };
     if !p.started.load(Ordering::Acquire) {
         return p.queue.is_empty() && p.logs.as_ref().is_none_or(|q| q.is_empty());
     }
-    let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+    let deadline = std::time::Instant::now() + timeout;
+    let (ack_tx, ack_rx) = crossbeam_channel::bounded(8);
     if p.control_tx.send_timeout(make(ack_tx), timeout).is_err() {
         return false;
     }
-    ack_rx.recv_timeout(timeout).is_ok()
+    // Every thread's answer, until the last one drops its sender.
+    let mut done = true;
+    let mut answered = false;
+    loop {
+        match ack_rx.recv_deadline(deadline) {
+            Ok(ok) => {
+                done &= ok;
+                answered = true;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return done && answered,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => return false,
+        }
+    }
 }
 
 /// Export everything queued so far; wait at most `timeout`. True when done in time.

@@ -1,10 +1,17 @@
 //! The specification's span limits, applied last among the enrichers so nothing exported
 //! exceeds them: string values (also inside arrays) truncated to the length limit, attributes,
 //! events and links beyond their counts dropped (the earliest kept).
+//!
+//! The limits are first enforced when the application adds attributes, events and links
+//! (`SpanRecord::set_limited` and friends, from the span API, the OpenTelemetry API bridge and
+//! header capture), so an open span's memory is bounded during the request. This processor is
+//! the backstop for what the agent itself adds after that (the enrichers' attributes).
 
 use super::{DropReason, SpanProcessor};
 use crate::config::limits::Limits;
-use crate::span::{Attributes, SpanRecord, Value};
+use crate::span::{limit_attributes, Attributes, SpanRecord};
+#[cfg(test)]
+use crate::span::Value;
 
 pub struct SpanLimits {
     limits: Limits,
@@ -17,43 +24,8 @@ impl SpanLimits {
 
 }
 
-fn truncate(s: &mut (impl std::ops::Deref<Target = str> + Truncate), max_chars: usize) {
-    if s.len() > max_chars {
-        if let Some((i, _)) = s.char_indices().nth(max_chars) {
-            Truncate::truncate(s, i);
-        }
-    }
-}
-
-/// `String` and `span::Text` alike.
-trait Truncate {
-    fn truncate(&mut self, at: usize);
-}
-impl Truncate for String {
-    fn truncate(&mut self, at: usize) {
-        String::truncate(self, at)
-    }
-}
-impl Truncate for crate::span::Text {
-    fn truncate(&mut self, at: usize) {
-        crate::span::Text::truncate(self, at)
-    }
-}
-
-/// Apply the limits; returns how many attributes were left out.
 fn apply(attrs: &mut Attributes, count: usize, len: Option<usize>) -> u32 {
-    let dropped = attrs.len().saturating_sub(count) as u32;
-    attrs.truncate(count);
-    if let Some(max) = len {
-        for (_, v) in attrs.iter_mut() {
-            match v {
-                Value::Str(s) => truncate(s, max),
-                Value::StrArray(items) => items.iter_mut().for_each(|s| truncate(s, max)),
-                _ => {}
-            }
-        }
-    }
-    dropped
+    limit_attributes(attrs, count, len)
 }
 
 impl SpanProcessor for SpanLimits {
@@ -63,12 +35,12 @@ impl SpanProcessor for SpanLimits {
         span.dropped.events += span.events.len().saturating_sub(l.event_count) as u32;
         span.events.truncate(l.event_count);
         for e in &mut span.events {
-            apply(&mut e.attributes, l.event_attribute_count, l.attribute_value_length);
+            e.dropped_attributes += apply(&mut e.attributes, l.event_attribute_count, l.attribute_value_length);
         }
         span.dropped.links += span.links.len().saturating_sub(l.link_count) as u32;
         span.links.truncate(l.link_count);
         for link in &mut span.links {
-            apply(&mut link.attributes, l.link_attribute_count, l.attribute_value_length);
+            link.dropped_attributes += apply(&mut link.attributes, l.link_attribute_count, l.attribute_value_length);
         }
         Ok(())
     }

@@ -34,6 +34,7 @@ pub fn record_exception(span: &mut SpanRecord, e: ExceptionInfo, time_ns: u64) {
             ("exception.message".into(), Value::Str(e.message.into())),
             ("exception.stacktrace".into(), Value::Str(e.stacktrace.into())),
         ],
+        dropped_attributes: 0,
     });
 }
 

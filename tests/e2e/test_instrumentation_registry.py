@@ -48,5 +48,5 @@ def test_names_are_unique_and_families_known():
     names = [i.name for i in _registry.INSTRUMENTATIONS]
     assert len(names) == len(set(names))
     assert {i.family for i in _registry.INSTRUMENTATIONS} <= set(_registry.FAMILIES)
-    for name in ("sqlite3", "psycopg", "psycopg2", "pymysql", "mysqlclient", "sqlalchemy", "asyncpg", "redis", "threading"):
-        assert name in names, name
+    # That each name really switches its instrumentation off is tested under servers, name by
+    # name, in test_instrumentation_switches.py (which fails when a registry name has no test).

@@ -57,9 +57,15 @@ def wait_for_count(port: int, expected: int, timeout: float = 20) -> str:
 
 
 def shared_snapshots(master_pid: int, port: int) -> list[str]:
-    """The per-process snapshot files the workers share (see src/metrics/prometheus.rs)."""
+    """The per-process snapshot files the workers share (see src/metrics/prometheus.rs):
+    `<pid>-<start time>.json` per process, `retained.json` for the exited ones."""
     directory = Path(tempfile.gettempdir()) / f"ferrotel-metrics-{os.getuid()}-{master_pid}-{port}"
     return sorted(p.name for p in directory.glob("*.json")) if directory.is_dir() else []
+
+
+def snapshot_pids(names: list[str]) -> list[int]:
+    """The pids of the live-process snapshot files among `names`."""
+    return sorted(int(n.split("-")[0].removesuffix(".json")) for n in names if n != "retained.json")
 
 
 @pytest.fixture
@@ -91,7 +97,7 @@ def test_every_worker_counted_on_one_endpoint(prometheus_app):
     for i in range(USERS):
         http_get(app.port, f"/users/{i}")
     text = wait_for_count(port, TOTAL)
-    assert shared_snapshots(app.pid, port) == sorted(f"{pid}.json" for pid in workers), "every worker published"
+    assert snapshot_pids(shared_snapshots(app.pid, port)) == sorted(workers), "every worker published"
     got = samples(text)
     by_route = {}
     for labels, value in got["http_server_request_duration_seconds_count"]:

@@ -151,7 +151,7 @@ def test_api_semantics(venv, dist_dir, tmp_path, receiver):
 
     detached = spans["detached"]
     assert detached["parent_span_id"] == parent["span_id"] and detached["kind"] == 4  # PRODUCER
-    assert detached["links"] == [{"trace_id": server["trace_id"], "span_id": server["span_id"], "attributes": {"link.kind": "server"}}]
+    assert detached["links"] == [{"trace_id": server["trace_id"], "span_id": server["span_id"], "attributes": {"link.kind": "server"}, "dropped_attributes_count": 0}]
     assert seen["inject_in_detached"]["traceparent"] == f"00-{detached['trace_id']}-{detached['span_id']}-01"
 
     failing = spans["failing"]

@@ -149,6 +149,10 @@ def fault_run(request, rel_install, tmp_path_factory) -> FaultRun:
     extra = dict(BASE_ENV)
     if kind == "slow":
         extra["OTEL_BSP_MAX_QUEUE_SIZE"] = "64"  # the export thread is blocked: the queue must fill and drop
+    if kind in ANSWERS:
+        # The export timeout bounds an export *with its retries* (OTEL_EXPORTER_OTLP_TIMEOUT): it
+        # must exceed Retry-After (1 s) for a retry to fit in it.
+        extra["OTEL_EXPORTER_OTLP_TIMEOUT"] = "3000"
     env = operator_env(rel_install, collector.endpoint(protocol), protocol, extra=extra)
     try:
         if kind != "absent":
@@ -339,7 +343,8 @@ def test_retry_sequence(rel_install, tmp_path, case):
     try:
         collector.set_fault(fault)
         extra = {
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
+            # Bounds the export with its retries: room for two 1 s Retry-After waits.
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "10000",
             "OTEL_BSP_SCHEDULE_DELAY": "50",
             "OTEL_METRICS_EXPORTER": "none",
             "RELEASE_FILE": str(release),

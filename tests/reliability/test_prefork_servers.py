@@ -248,6 +248,7 @@ def test_service_instance_id(server_run):
     by_pid: dict = {}
     for s in server_run.request_spans:
         by_pid.setdefault(s["resource"].get("process.pid"), set()).add(s["resource"].get("service.instance.id"))
+    assert by_pid, "no request spans: nothing to check the instance ids of"
     if sc.instance_id_set:
         expected = RESOURCE_ATTRIBUTES["service.instance.id"]
         assert all(ids == {expected} for ids in by_pid.values()), f"the configured service.instance.id was not kept: {by_pid}"
@@ -274,6 +275,7 @@ def test_master_spans_before_fork(server_run):
     pids = Counter(s["resource"].get("process.pid") for s in master)
     if server_run.name == "uwsgi-lazy-apps":
         workers = {s["resource"].get("process.pid") for s in server_run.request_spans}
+        assert workers and pids, f"no request or import spans (import spans by pid: {dict(pids)})"
         assert all(n == MASTER_SPANS_PER_FORK for n in pids.values()), f"import spans by pid: {dict(pids)}"
         assert workers <= set(pids), f"workers {workers} did not export their import spans ({dict(pids)})"
         return

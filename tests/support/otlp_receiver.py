@@ -8,6 +8,10 @@ Usage::
 
 ``Receiver(tls=ServerTls(...))`` serves both transports over TLS instead (the endpoints are then
 ``https://``), optionally requiring a client certificate (mTLS); see `support.tls_pki`.
+
+``rx.stall("traces", 30)`` makes the receiver hold every export request of that signal (both
+transports) for up to 30 s before answering and recording it (``rx.release()`` ends it early),
+as a hanging collector pipeline for one signal would; the other signals are served as usual.
 """
 
 from __future__ import annotations
@@ -136,13 +140,16 @@ def _flatten_span(span, resource, scope):
         "status_code": span.status.code,
         "status_message": span.status.message,
         "events": [
-            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)}
+            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes), "dropped_attributes_count": e.dropped_attributes_count}
             for e in span.events
         ],
         "links": [
-            {"trace_id": _hex(link.trace_id), "span_id": _hex(link.span_id), "attributes": attributes(link.attributes)}
+            {"trace_id": _hex(link.trace_id), "span_id": _hex(link.span_id), "attributes": attributes(link.attributes), "dropped_attributes_count": link.dropped_attributes_count}
             for link in span.links
         ],
+        "dropped_attributes_count": span.dropped_attributes_count,
+        "dropped_events_count": span.dropped_events_count,
+        "dropped_links_count": span.dropped_links_count,
         "resource": attributes(resource.attributes),
         "scope_name": scope.name,
         "scope_version": scope.version,
@@ -286,6 +293,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - report any decode failure to the client and the test
             self.server.receiver._record_error(f"HTTP {self.path}: {exc!r}")
             return self._reply(400, str(exc).encode(), "text/plain")
+        self.server.receiver._hold(signal)
         self.server.receiver._record(ReceivedRequest(signal, "http", headers, body, message, path=self.path))
         self._reply(200, response_cls().SerializeToString(), "application/x-protobuf")
 
@@ -315,6 +323,7 @@ class _HttpServer(ThreadingHTTPServer):
 def _grpc_servicer(base, signal: str, response_cls, receiver: "Receiver"):
     def Export(self, request, context):  # noqa: N802 - gRPC method name
         headers = {k.lower(): v for k, v in context.invocation_metadata()}
+        receiver._hold(signal)
         receiver._record(ReceivedRequest(signal, "grpc", headers, request.SerializeToString(), request))
         return response_cls()
 
@@ -334,6 +343,7 @@ class Receiver:
         self.lazy = lazy
         self._cond = threading.Condition()
         self._requests: list[ReceivedRequest] = []
+        self._stalls: dict[str, float] = {}  # signal -> monotonic time the stall ends
         self._errors: list[str] = []
         self._tls_errors: list[str] = []
         self._http = None
@@ -405,6 +415,27 @@ class Receiver:
     def endpoint(self, protocol: str) -> str:
         """Endpoint for an OTEL_EXPORTER_OTLP_PROTOCOL value ("grpc", "http/protobuf")."""
         return self.grpc_endpoint if protocol == "grpc" else self.http_endpoint
+
+    # -- stall switch ------------------------------------------------------
+
+    def stall(self, signal: str, seconds: float) -> None:
+        """Hold export requests of `signal` for up to `seconds` from now (see the module doc)."""
+        with self._cond:
+            self._stalls[signal] = time.monotonic() + seconds
+
+    def release(self) -> None:
+        """End every stall now: held requests are answered and recorded."""
+        with self._cond:
+            self._stalls.clear()
+            self._cond.notify_all()
+
+    def _hold(self, signal: str) -> None:
+        with self._cond:
+            while True:
+                remaining = self._stalls.get(signal, 0) - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(min(remaining, 0.5))
 
     # -- storage -----------------------------------------------------------
 

@@ -285,7 +285,7 @@ enum Statement<'py> {
 
 fn text_of<'a>(v: &'a Bound<'_, PyAny>) -> Option<Cow<'a, str>> {
     if let Ok(s) = v.cast::<PyString>() {
-        return crate::hooks::capi::utf8(s).map(Cow::Borrowed);
+        return crate::hooks::capi::utf8(s);
     }
     if let Ok(b) = v.cast::<PyBytes>() {
         return Some(Cow::Owned(String::from_utf8_lossy(b.as_bytes()).into_owned()));

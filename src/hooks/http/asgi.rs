@@ -35,7 +35,7 @@ use crate::span::{now_ns, Scope, SpanKind, SpanRecord, Value};
 /// The UTF-8 text of a Python string, borrowed (owned only for strings with lone surrogates).
 fn text<'a>(s: &'a Bound<'_, PyString>) -> std::borrow::Cow<'a, str> {
     match crate::hooks::capi::utf8(s) {
-        Some(t) => std::borrow::Cow::Borrowed(t),
+        Some(t) => t,
         None => std::borrow::Cow::Owned(s.to_string_lossy().into_owned()),
     }
 }
@@ -54,20 +54,24 @@ const SCOPE_KEY: &str = "ferrotel.span";
 pub struct AsgiMiddleware {
     app: Py<PyAny>,
     scope: Scope,
+    /// The excluded-URL rule (the compiled regex's `search`), given the request's full URL.
+    excluded: Option<Py<PyAny>>,
 }
 
 #[pymethods]
 impl AsgiMiddleware {
     #[new]
-    #[pyo3(signature = (app, scope = "ferrotel.asgi".to_string()))]
-    fn new(app: Py<PyAny>, scope: String) -> Self {
-        AsgiMiddleware { app, scope: Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) } }
+    /// `excluded`: called with each request's full URL; a true answer leaves it untraced.
+    #[pyo3(signature = (app, scope = "ferrotel.asgi".to_string(), excluded = None))]
+    fn new(py: Python<'_>, app: Py<PyAny>, scope: String, excluded: Option<Py<PyAny>>) -> Self {
+        let excluded = excluded.filter(|e| !e.is_none(py));
+        AsgiMiddleware { app, scope: Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) }, excluded }
     }
 
     fn __call__(&self, py: Python<'_>, scope: Bound<'_, PyAny>, receive: Bound<'_, PyAny>, send: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let app = self.app.bind(py);
         let begun = match agent::get() {
-            Some(agent) => quietly("the ASGI hook", || begin(py, agent, &scope, &send, &self.scope)).flatten(),
+            Some(agent) => quietly("the ASGI hook", || begin(py, agent, &scope, &send, &self.scope, self.excluded.as_ref())).flatten(),
             None => None,
         };
         let Some((span, wrapped_send)) = begun else {
@@ -100,6 +104,7 @@ fn begin<'py>(
     scope: &Bound<'py, PyAny>,
     send: &Bound<'py, PyAny>,
     span_scope: &Scope,
+    excluded: Option<&Py<PyAny>>,
 ) -> PyResult<Option<(Bound<'py, Span>, Bound<'py, AsgiSend>)>> {
     let Ok(scope) = scope.cast::<PyDict>() else { return Ok(None) };
     match scope.get_item(intern!(py, "type"))? {
@@ -109,6 +114,18 @@ fn begin<'py>(
     let key = intern!(py, SCOPE_KEY);
     if scope.contains(key)? {
         return Ok(None); // an outer ferrotel wrapper already traces this request
+    }
+    if let Some(excluded) = excluded {
+        if excluded.bind(py).call1((asgi_url(scope)?,))?.is_truthy()? {
+            // Excluded: untraced, and marked so that inner ferrotel wrappers pass it through too
+            // (and FastAPI's own telemetry, below, makes no span for it either).
+            scope.set_item(key, py.None())?;
+            let fastapi = intern!(py, "fastapi.telemetry");
+            if !scope.contains(fastapi)? {
+                scope.set_item(fastapi, py.None())?;
+            }
+            return Ok(None);
+        }
     }
     let headers = read_headers(py, agent, scope)?;
     let extracted = propagation::extract(&agent.propagators, |h| headers.propagation.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
@@ -141,8 +158,8 @@ struct RequestHeaders {
     user_agent: Option<String>,
     forwarded: Option<String>,
     x_forwarded_for: Option<String>,
-    /// `(index into agent.capture_request_headers, value)`.
-    captured: Vec<(usize, String)>,
+    /// Every header `(name, value)` when request headers are captured (matched later).
+    captured: Vec<(String, String)>,
 }
 
 fn push_joined(slot: &mut Option<String>, value: String) {
@@ -157,6 +174,7 @@ fn push_joined(slot: &mut Option<String>, value: String) {
 
 fn read_headers(py: Python<'_>, agent: &Agent, scope: &Bound<'_, PyDict>) -> PyResult<RequestHeaders> {
     let mut out = RequestHeaders::default();
+    let capture = super::headers::wanted(agent, super::headers::Kind::ServerRequest);
     let Some(headers) = scope.get_item(intern!(py, "headers"))? else { return Ok(out) };
     for item in headers.try_iter()? {
         let item = item?;
@@ -183,13 +201,50 @@ fn read_headers(py: Python<'_>, agent: &Agent, scope: &Bound<'_, PyDict>) -> PyR
                 None => out.propagation.push((*h, text())),
             }
         }
-        if !agent.capture_request_headers.is_empty() {
-            if let Some(i) = agent.capture_request_headers.iter().position(|c| c.as_bytes() == name) {
-                out.captured.push((i, text()));
-            }
+        if capture {
+            out.captured.push((String::from_utf8_lossy(name).into_owned(), text()));
         }
     }
     Ok(out)
+}
+
+/// The request's full URL as upstream's excluded-URL rule sees it:
+/// `scheme://host[:port]/root/path[?query]`.
+fn asgi_url(scope: &Bound<'_, PyDict>) -> PyResult<String> {
+    let py = scope.py();
+    let scheme = get_str(scope, intern!(py, "scheme"))?.map(|s| text(&s).into_owned()).unwrap_or_else(|| "http".into());
+    let mut host = None;
+    if let Some(headers) = scope.get_item(intern!(py, "headers"))? {
+        for item in headers.try_iter()? {
+            let item = item?;
+            let (Ok(name), Ok(value)) = (item.get_item(0)?.cast_into::<PyBytes>(), item.get_item(1)?.cast_into::<PyBytes>()) else { continue };
+            if name.as_bytes().eq_ignore_ascii_case(b"host") {
+                host = Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
+                break;
+            }
+        }
+    }
+    let host = match host {
+        Some(h) => h,
+        None => match address(scope, intern!(py, "server"))? {
+            Some((a, Some(p))) if sc::default_port(&scheme).map(i64::from) != Some(p) => format!("{a}:{p}"),
+            Some((a, _)) => a,
+            None => String::new(),
+        },
+    };
+    let root = get_str(scope, intern!(py, "root_path"))?.map(|s| text(&s).into_owned()).unwrap_or_default();
+    let path = get_str(scope, intern!(py, "path"))?.map(|s| text(&s).into_owned()).unwrap_or_default();
+    let path = if !root.is_empty() && !path.starts_with(&root) { format!("{root}{path}") } else { path };
+    let mut url = format!("{scheme}://{host}{path}");
+    if let Some(q) = scope.get_item(intern!(py, "query_string"))? {
+        if let Ok(q) = q.cast::<PyBytes>() {
+            if !q.as_bytes().is_empty() {
+                url.push('?');
+                url.push_str(&String::from_utf8_lossy(q.as_bytes()));
+            }
+        }
+    }
+    Ok(url)
 }
 
 /// `(host, port)` from a scope's `server` / `client` entry.
@@ -265,15 +320,7 @@ fn request_attributes(scope: &Bound<'_, PyDict>, headers: RequestHeaders, rec: &
         }
     }
     if !headers.captured.is_empty() {
-        if let Some(agent) = agent::get() {
-            for (i, value) in headers.captured {
-                let key = format!("http.request.header.{}", agent.capture_request_headers[i]);
-                match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, Value::StrArray(values))) => values.push(value),
-                    _ => rec.set(key, Value::StrArray(vec![value])),
-                }
-            }
-        }
+        super::headers::capture(py, rec, super::headers::Kind::ServerRequest, headers.captured.iter().map(|(n, v)| (n.as_str(), v.clone())));
     }
     Ok(())
 }
@@ -396,21 +443,8 @@ impl AsgiSend {
 
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE` over ASGI's `[(name, value)]` bytes.
 fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
-    let Some(agent) = agent::get() else { return Ok(()) };
-    for item in headers.try_iter()? {
-        let item = item?;
-        let (name, value) = (item.get_item(0)?, item.get_item(1)?);
-        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else { continue };
-        let name = String::from_utf8_lossy(name.as_bytes()).to_ascii_lowercase();
-        if agent.capture_response_headers.contains(&name) {
-            let key = format!("http.response.header.{name}");
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, Value::StrArray(values))) => values.push(value),
-                _ => rec.set(key, Value::StrArray(vec![value])),
-            }
-        }
-    }
+    let pairs = super::headers::pairs_of(headers)?;
+    super::headers::capture(headers.py(), rec, super::headers::Kind::ServerResponse, pairs.iter().map(|(n, v)| (n.as_str(), v.clone())));
     Ok(())
 }
 

@@ -43,6 +43,8 @@ use crate::sampler::Sampler;
 use crate::semconv as sc;
 use crate::span::{Family, Scope, SpanKind, SpanRecord};
 
+use super::headers;
+
 /// One instrumentation's settings: its scope and its URL exclusion.
 struct Profile {
     scope: Scope,
@@ -121,6 +123,38 @@ fn propagation_headers(span: &Span) -> Vec<(Header, String)> {
     }
 }
 
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST` / `_CLIENT_RESPONSE` are set.
+fn capturing(kind: headers::Kind) -> bool {
+    agent::get().is_some_and(|a| headers::wanted(a, kind))
+}
+
+/// Record the captured headers among `pairs` on the open span.
+fn capture(py: Python<'_>, span: &Span, kind: headers::Kind, pairs: &[(String, String)]) {
+    span.with(|rec| headers::capture(py, rec, kind, pairs.iter().map(|(n, v)| (n.as_str(), v.clone()))));
+}
+
+/// The response headers of `response`, captured on the open span (when configured).
+fn capture_response(span: &Span, response: &Bound<'_, PyAny>) {
+    if capturing(headers::Kind::ClientResponse) {
+        if let Ok(pairs) = headers::response_pairs(response) {
+            capture(response.py(), span, headers::Kind::ClientResponse, &pairs);
+        }
+    }
+}
+
+/// `Name: value` header lines of http.client's request buffer (after the request line).
+fn buffer_pairs(buffer: &Bound<'_, PyList>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in buffer.iter().skip(1) {
+        let Ok(line) = line.cast_into::<PyBytes>() else { continue };
+        let text = String::from_utf8_lossy(line.as_bytes());
+        if let Some((name, value)) = text.split_once(':') {
+            out.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    out
+}
+
 /// End a span whose request got a response.
 fn end_with_response(span: &Span, status: Option<i64>, version: Option<&str>) {
     span.end(|rec| {
@@ -144,7 +178,7 @@ fn end_with_pyerr(py: Python<'_>, span: &Span, err: &PyErr) {
 }
 
 /// A `str`'s UTF-8 view, borrowed from the object (None for other types and lone surrogates).
-fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<std::borrow::Cow<'a, str>> {
     capi::utf8(v.cast::<PyString>().ok()?)
 }
 
@@ -227,6 +261,9 @@ impl HttpClientHook {
         let started = self.begin(conn, buffer)?;
         match &started {
             Some(span) => {
+                if capturing(headers::Kind::ClientRequest) {
+                    capture(py, span.get(), headers::Kind::ClientRequest, &buffer_pairs(buffer));
+                }
                 conn.setattr(attr, span)?;
                 write_headers(conn, Some(buffer), span.get())?;
             }
@@ -253,7 +290,8 @@ impl HttpClientHook {
             Some(h) => (h.clone(), conn.getattr_opt(intern!(py, "_tunnel_port"))?),
             None => (conn.getattr(intern!(py, "host"))?, Some(conn.getattr(intern!(py, "port"))?)),
         };
-        let host = text(&host).unwrap_or_default();
+        let host = text(&host);
+        let host = host.as_deref().unwrap_or_default();
         let out = Outgoing { method, scheme, host, port: port_obj.as_ref().and_then(port), target };
         begin(py, &self.profile, out)
     }
@@ -264,6 +302,7 @@ impl HttpClientHook {
         conn.setattr(intern!(py, "_ferrotel_span"), py.None())?;
         match outcome {
             Outcome::Response(response) => {
+                capture_response(span.get(), response);
                 let (status, version) = numeric_response(response);
                 end_with_response(span.get(), status, version);
             }
@@ -468,8 +507,16 @@ impl Urllib3Hook {
         let scheme = pool.getattr(intern!(py, "scheme"))?;
         let host = pool.getattr(intern!(py, "host"))?;
         let port_num = port(&pool.getattr(intern!(py, "port"))?);
-        let out = Outgoing { method, scheme: text(&scheme).unwrap_or("http"), host: text(&host).unwrap_or_default(), port: port_num, target };
+        let (scheme, host) = (text(&scheme), text(&host));
+        let out = Outgoing { method: &method, scheme: scheme.as_deref().unwrap_or("http"), host: host.as_deref().unwrap_or_default(), port: port_num, target: &target };
         let Some(span) = begin(py, profile, out)? else { return Ok(None) };
+        if capturing(headers::Kind::ClientRequest) {
+            if let Some(given) = args.keyword("headers").filter(|h| !h.is_none()) {
+                if let Ok(items) = given.call_method0(intern!(py, "items")) {
+                    capture(py, span.get(), headers::Kind::ClientRequest, &headers::pairs_of(&items)?);
+                }
+            }
+        }
         let inject = if agent::get().is_none_or(|a| a.propagators.is_empty()) {
             Inject::Nothing
         } else if self.endheaders_injects(&conn)? {
@@ -550,6 +597,7 @@ impl Around for Urllib3Around {
             }
             match &result {
                 Ok(response) => {
+                    capture_response(span.get(), response);
                     let (status, version) = numeric_response(response);
                     end_with_response(span.get(), status, version);
                 }
@@ -867,25 +915,31 @@ impl HttpxHook {
             Some(parts) => parts,
             None => {
                 // httpx's public URL properties (a few hundred ns each).
-                let scheme = text(&url.getattr(intern!(py, "scheme"))?).unwrap_or("http").to_string();
-                let host = text(&url.getattr(intern!(py, "host"))?).unwrap_or_default().to_string();
+                let scheme = text(&url.getattr(intern!(py, "scheme"))?).map_or_else(|| "http".to_string(), |t| t.into_owned());
+                let host = text(&url.getattr(intern!(py, "host"))?).map(|t| t.into_owned()).unwrap_or_default();
                 let port_num = port(&url.getattr(intern!(py, "port"))?);
                 let raw_path = url.getattr(intern!(py, "raw_path"))?;
                 let target = match raw_path.cast::<PyBytes>() {
                     Ok(b) => String::from_utf8_lossy(b.as_bytes()).into_owned(),
-                    Err(_) => text(&raw_path).unwrap_or("/").to_string(),
+                    Err(_) => text(&raw_path).map_or_else(|| "/".to_string(), |t| t.into_owned()),
                 };
                 (scheme, host, port_num, target)
             }
         };
-        let out = Outgoing { method, scheme: &scheme, host: &host, port: port_num, target: &target };
+        let out = Outgoing { method: &method, scheme: &scheme, host: &host, port: port_num, target: &target };
         let Some(span) = begin(py, &self.profile, out)? else { return Ok(None) };
+        if capturing(headers::Kind::ClientRequest) {
+            let given = request.getattr(intern!(py, "headers"))?;
+            if let Ok(items) = given.call_method0(intern!(py, "multi_items")) {
+                capture(py, span.get(), headers::Kind::ClientRequest, &headers::pairs_of(&items)?);
+            }
+        }
         let add = propagation_headers(span.get());
         if add.is_empty() {
             return Ok(Some(HttpxCall { span, sent: Sent::Nothing }));
         }
         if h11 && transport.is_some_and(http1_only) {
-            let pending = PyBytes::new(py, &pending_head(method, &target, &add));
+            let pending = PyBytes::new(py, &pending_head(&method, &target, &add));
             let token = capi::context_var_set(httpx_out_var(py)?, pending.as_any())?;
             return Ok(Some(HttpxCall { span, sent: Sent::Head(token) }));
         }
@@ -912,6 +966,7 @@ impl HttpxHook {
     /// `extensions`, where httpx's `http_version` property reads it, or that property).
     fn finish_response(span: &Span, response: &Bound<'_, PyAny>) {
         let py = response.py();
+        capture_response(span, response);
         let status = response.getattr(intern!(py, "status_code")).ok().and_then(|s| int(&s));
         let version = (|| -> Option<&'static str> {
             let ext = response.getattr(intern!(py, "extensions")).ok()?;
@@ -922,7 +977,7 @@ impl HttpxHook {
         })()
         .or_else(|| {
             let v = response.getattr(intern!(py, "http_version")).ok()?;
-            static_protocol(text(&v)?)
+            static_protocol(&text(&v)?)
         });
         end_with_response(span, status, version);
     }
@@ -970,10 +1025,10 @@ fn url_parts_fast(url: &Bound<'_, PyAny>) -> PyResult<Option<UrlParts>> {
     };
     let (Some(scheme), Some(host), Some(path)) = (text(&scheme), text(&host), text(&path)) else { return Ok(None) };
     let mut target = String::with_capacity(path.len() + 32);
-    target.push_str(if path.is_empty() { "/" } else { path });
+    target.push_str(if path.is_empty() { "/" } else { &path });
     if let Some(q) = text(&query) {
         target.push('?');
-        target.push_str(q);
+        target.push_str(&q);
     }
     Ok(Some((scheme.to_string(), host.to_string(), port(&port_v), target)))
 }

@@ -4,6 +4,7 @@
 
 pub mod asgi;
 pub mod client;
+pub mod headers;
 pub mod server;
 pub mod wsgi;
 

@@ -1,5 +1,5 @@
-//! WSGI server spans, in Rust: the middleware (`ferrotel.wsgi.Middleware(app)`), the Flask
-//! dispatcher the Flask hook installs as `Flask.__call__`, the `start_response` wrapper (status,
+//! WSGI server spans, in Rust: the middleware (`ferrotel.wsgi.Middleware(app)`, and what the
+//! Flask hook gives every Flask app as its instance `wsgi_app`), the `start_response` wrapper (status,
 //! and Flask's route template while the request context is still alive) and the response-body
 //! wrapper whose `close()` ends the span, so streamed responses are timed to the last chunk.
 
@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyIterator, PyString, PyTuple};
 
 use crate::hooks::capi;
 use crate::hooks::current;
+use super::headers;
 use super::server;
 use crate::hooks::guard::{self, quietly};
 use crate::config::TestFault;
@@ -31,23 +32,32 @@ struct Options {
 pub struct WsgiMiddleware {
     app: Py<PyAny>,
     opts: Options,
+    /// `OTEL_PYTHON_<NAME>_EXCLUDED_URLS` / `OTEL_PYTHON_EXCLUDED_URLS`: a callable (the
+    /// compiled regex's `search`) given the request's full URL; a match leaves it untraced.
+    excluded: Option<Py<PyAny>>,
 }
 
 #[pymethods]
 impl WsgiMiddleware {
     #[new]
     /// `flask=True`: the wrapped callable is a Flask app's `wsgi_app`; read its route template.
-    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false))]
-    fn new(app: Py<PyAny>, scope: String, flask: bool) -> Self {
+    /// `excluded`: called with each request's full URL; a true answer leaves it untraced.
+    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false, excluded = None))]
+    fn new(py: Python<'_>, app: Py<PyAny>, scope: String, flask: bool, excluded: Option<Py<PyAny>>) -> Self {
         let scope = match scope.as_str() {
             "ferrotel.wsgi" => Scope::fixed("ferrotel.wsgi"),
             "ferrotel.flask" => Scope::fixed("ferrotel.flask"),
             _ => Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) },
         };
-        WsgiMiddleware { app, opts: Options { scope, flask_route: flask } }
+        WsgiMiddleware { app, opts: Options { scope, flask_route: flask }, excluded: excluded.filter(|e| !e.is_none(py)) }
     }
 
     fn __call__(&self, py: Python<'_>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if let Some(excluded) = &self.excluded {
+            if quietly("the WSGI hook", || excluded.bind(py).call1((wsgi_url(&environ)?,))?.is_truthy()) == Some(true) {
+                return Ok(self.app.bind(py).call1((environ, start_response))?.unbind());
+            }
+        }
         handle(py, self.app.bind(py), environ, start_response, &self.opts)
     }
 
@@ -235,50 +245,61 @@ fn begin<'py>(
 static CAPTURE_KEYS: PyOnceLock<Vec<(String, Py<PyString>)>> = PyOnceLock::new();
 
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`: `http.request.header.<name>`.
+/// Plain names are looked up by their CGI keys; a list with a pattern in it (`.*`, `x-.*`) is
+/// matched against every header of the environ (`HTTP_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`,
+/// whose names WSGI gives with `_` for `-`).
 fn capture_request_headers(py: Python<'_>, agent: &Agent, environ: &Bound<'_, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
-    if agent.capture_request_headers.is_empty() {
+    if !headers::wanted(agent, headers::Kind::ServerRequest) {
         return Ok(());
     }
-    let keys = CAPTURE_KEYS.get_or_init(py, || {
-        agent
-            .capture_request_headers
-            .iter()
-            .map(|name| {
-                let cgi = match name.as_str() {
-                    "content-type" | "content-length" => name.to_ascii_uppercase().replace('-', "_"),
-                    _ => format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
-                };
-                (format!("http.request.header.{name}"), PyString::intern(py, &cgi).unbind())
-            })
-            .collect()
-    });
-    for (attr, key) in keys {
-        if let Some(v) = get_str(environ, key.bind(py))? {
-            rec.set(attr.clone(), Value::StrArray(vec![v]));
+    let mut found: Vec<(String, String)> = Vec::new();
+    if agent.capture_request_headers.iter().all(|n| crate::config::plain_header_name(n)) {
+        let keys = CAPTURE_KEYS.get_or_init(py, || {
+            agent
+                .capture_request_headers
+                .iter()
+                .map(|name| {
+                    let cgi = match name.as_str() {
+                        "content-type" | "content-length" => name.to_ascii_uppercase().replace('-', "_"),
+                        _ => format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
+                    };
+                    (name.clone(), PyString::intern(py, &cgi).unbind())
+                })
+                .collect()
+        });
+        for (name, key) in keys {
+            if let Some(v) = get_str(environ, key.bind(py))? {
+                found.push((name.clone(), v));
+            }
+        }
+    } else {
+        for (k, v) in environ.iter() {
+            let (Ok(k), Ok(v)) = (k.cast::<PyString>(), v.cast::<PyString>()) else { continue };
+            let (Some(k), Some(v)) = (capi::utf8(k), capi::utf8(v)) else { continue };
+            let (k, v): (&str, &str) = (&k, &v);
+            let name = match k {
+                "CONTENT_TYPE" | "CONTENT_LENGTH" => k,
+                _ => match k.strip_prefix("HTTP_") {
+                    Some(rest) => rest,
+                    None => continue,
+                },
+            };
+            found.push((name.to_ascii_lowercase().replace('_', "-"), wsgi_to_utf8(v).to_string()));
         }
     }
+    headers::capture(py, rec, headers::Kind::ServerRequest, found.iter().map(|(n, v)| (n.as_str(), v.clone())));
     Ok(())
 }
 
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`: `http.response.header.<name>`.
-fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
-    let Some(agent) = agent::get() else { return Ok(()) };
-    for item in headers.try_iter()? {
-        let (name, value): (String, String) = item?.extract()?;
-        let name = name.to_ascii_lowercase();
-        if agent.capture_response_headers.contains(&name) {
-            let key = format!("http.response.header.{name}");
-            match rec.attributes.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, Value::StrArray(values))) => values.push(value),
-                _ => rec.set(key, Value::StrArray(vec![value])),
-            }
-        }
-    }
+fn capture_response_headers(list: &Bound<'_, PyAny>, rec: &mut SpanRecord) -> PyResult<()> {
+    let pairs = headers::pairs_of(list)?;
+    headers::capture(list.py(), rec, headers::Kind::ServerResponse, pairs.iter().map(|(n, v)| (n.as_str(), v.clone())));
     Ok(())
 }
 
 fn get_str(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<String>> {
-    Ok(get_pystr(environ, key)?.and_then(|s| capi::utf8(&s).map(str::to_string)))
+    Ok(get_pystr(environ, key)?.and_then(|s| capi::utf8(&s).map(|t| t.into_owned())))
 }
 
 /// The environ's `str` under `key` (None when absent or not a `str`), to borrow text from.
@@ -287,7 +308,7 @@ fn get_pystr<'py>(environ: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> P
 }
 
 /// The text of an optional `str` (None when absent or not valid UTF-8).
-fn text<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<&'a str> {
+fn text<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<std::borrow::Cow<'a, str>> {
     s.as_ref().and_then(|s| capi::utf8(s))
 }
 
@@ -300,16 +321,42 @@ fn wsgi_to_utf8(s: &str) -> Text {
     Text::new(String::from_utf8_lossy(&bytes))
 }
 
+/// The request's full URL as upstream's excluded-URL rule sees it:
+/// `scheme://host[:port]/script/path[?query]`.
+fn wsgi_url(environ: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = environ.py();
+    let environ = environ.cast::<PyDict>()?;
+    let get = |k: &Bound<'_, PyString>| -> PyResult<String> { Ok(get_pystr(environ, k)?.as_ref().and_then(|s| capi::utf8(s)).map(|s| wsgi_to_utf8(&s).to_string()).unwrap_or_default()) };
+    let scheme = get(intern!(py, "wsgi.url_scheme"))?;
+    let scheme = if scheme.is_empty() { "http".to_string() } else { scheme };
+    let mut host = get(intern!(py, "HTTP_HOST"))?;
+    if host.is_empty() {
+        host = get(intern!(py, "SERVER_NAME"))?;
+        let port = get(intern!(py, "SERVER_PORT"))?;
+        if !port.is_empty() && sc::default_port(&scheme).map(|d| d.to_string()) != Some(port.clone()) {
+            host = format!("{host}:{port}");
+        }
+    }
+    let mut url = format!("{scheme}://{host}{}{}", get(intern!(py, "SCRIPT_NAME"))?, get(intern!(py, "PATH_INFO"))?);
+    let query = get(intern!(py, "QUERY_STRING"))?;
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
+    }
+    Ok(url)
+}
+
 fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
     let py = environ.py();
     // Each value is borrowed from the environ's own str (no copy) until it goes into the record;
     // values that are nearly always one of a few constants go in as static text.
     let get = |k: &Bound<'py, PyString>| get_pystr(environ, k);
     let method = get(intern!(py, "REQUEST_METHOD"))?;
-    sc::set_method(rec, text(&method).unwrap_or("GET"));
+    sc::set_method(rec, text(&method).as_deref().unwrap_or("GET"));
     let script = get(intern!(py, "SCRIPT_NAME"))?;
     let path = get(intern!(py, "PATH_INFO"))?;
-    let full = match (text(&script).unwrap_or(""), text(&path).unwrap_or("")) {
+    let (script, path) = (text(&script), text(&path));
+    let full = match (script.as_deref().unwrap_or(""), path.as_deref().unwrap_or("")) {
         ("", "") => Text::const_new("/"),
         ("", p) => wsgi_to_utf8(p),
         (s, p) => wsgi_to_utf8(&[s, p].concat()),
@@ -317,13 +364,15 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
     rec.push(sc::URL_PATH, full);
     let query = get(intern!(py, "QUERY_STRING"))?;
     if let Some(q) = text(&query).filter(|q| !q.is_empty()) {
-        rec.push(sc::URL_QUERY, wsgi_to_utf8(q));
+        rec.push(sc::URL_QUERY, wsgi_to_utf8(&q));
     }
     let scheme_obj = get(intern!(py, "wsgi.url_scheme"))?;
-    let scheme = text(&scheme_obj).unwrap_or("http");
+    let scheme_text = text(&scheme_obj);
+    let scheme = scheme_text.as_deref().unwrap_or("http");
     let host = get(intern!(py, "HTTP_HOST"))?;
-    let (server_name, server_port);
-    let (address, port) = match text(&host) {
+    let (server_name, server_port, server_name_text);
+    let host_text = text(&host);
+    let (address, port) = match host_text.as_deref() {
         Some(host) => {
             let (a, p) = sc::split_host(host);
             (a, p.or_else(|| sc::default_port(scheme)))
@@ -331,7 +380,8 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
         None => {
             server_name = get(intern!(py, "SERVER_NAME"))?;
             server_port = get(intern!(py, "SERVER_PORT"))?;
-            (text(&server_name).unwrap_or(""), text(&server_port).and_then(|p| p.parse().ok()))
+            server_name_text = text(&server_name);
+            (server_name_text.as_deref().unwrap_or(""), text(&server_port).and_then(|p| p.parse().ok()))
         }
     };
     if !address.is_empty() {
@@ -343,22 +393,24 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
     rec.push(sc::URL_SCHEME, sc::known_or_owned(scheme, &sc::SCHEMES));
     let forwarded = get(intern!(py, "HTTP_FORWARDED"))?;
     let xff = get(intern!(py, "HTTP_X_FORWARDED_FOR"))?;
-    match sc::forwarded_client(text(&forwarded), text(&xff)) {
+    let (forwarded, xff) = (text(&forwarded), text(&xff));
+    match sc::forwarded_client(forwarded.as_deref(), xff.as_deref()) {
         Some(c) if !c.is_empty() => rec.push(sc::CLIENT_ADDRESS, Text::from(c)),
         Some(_) => {}
         None => {
             let remote = get(intern!(py, "REMOTE_ADDR"))?;
             if let Some(c) = text(&remote).filter(|c| !c.is_empty()) {
-                rec.push(sc::CLIENT_ADDRESS, Text::new(c));
+                rec.push(sc::CLIENT_ADDRESS, Text::new(&c));
             }
         }
     }
     let ua = get(intern!(py, "HTTP_USER_AGENT"))?;
     if let Some(ua) = text(&ua) {
-        rec.push(sc::USER_AGENT_ORIGINAL, Text::new(ua));
+        rec.push(sc::USER_AGENT_ORIGINAL, Text::new(&ua));
     }
     let proto = get(intern!(py, "SERVER_PROTOCOL"))?;
-    if let Some(v) = text(&proto).and_then(sc::protocol_version) {
+    let proto = text(&proto);
+    if let Some(v) = proto.as_deref().and_then(sc::protocol_version) {
         rec.push(sc::NETWORK_PROTOCOL_VERSION, sc::known_or_owned(v, &sc::PROTOCOL_VERSIONS));
     }
     Ok(())
@@ -390,7 +442,7 @@ impl StartResponse {
     fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         quietly("the WSGI start_response hook", || {
             guard::inject(TestFault::StartResponse);
-            let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(sc::status_code));
+            let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(|t| sc::status_code(&t)));
             let route = match &self.environ {
                 Some(env) => flask_route(env.bind(py))?,
                 None => None,
@@ -422,7 +474,7 @@ fn flask_route(environ: &Bound<'_, PyDict>) -> PyResult<Option<Text>> {
     let Some(request) = environ.get_item(intern!(py, "werkzeug.request"))?.filter(|r| !r.is_none()) else { return Ok(None) };
     let Some(rule) = request.getattr_opt(intern!(py, "url_rule"))?.filter(|r| !r.is_none()) else { return Ok(None) };
     let rule = rule.getattr_opt(intern!(py, "rule"))?.and_then(|r| r.cast_into::<PyString>().ok());
-    Ok(text(&rule).map(Text::new))
+    Ok(text(&rule).map(|r| Text::new(&r)))
 }
 
 /// The response iterable the server receives. Iteration passes through; `close()` closes the

@@ -88,14 +88,14 @@ struct RpcFunction {
 }
 
 /// A `str` argument's text (None for anything else).
-fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<std::borrow::Cow<'a, str>> {
     capi::utf8(v.cast::<PyString>().ok()?)
 }
 
 /// A `str` or UTF-8 `bytes` argument's text.
 fn text_or_bytes<'a>(v: &'a Bound<'_, PyAny>) -> Option<std::borrow::Cow<'a, str>> {
     if let Some(t) = text(v) {
-        return Some(std::borrow::Cow::Borrowed(t));
+        return Some(t);
     }
     let b = v.cast::<PyBytes>().ok()?;
     std::str::from_utf8(b.as_bytes()).ok().map(std::borrow::Cow::Borrowed)
@@ -165,7 +165,7 @@ impl RpcHook {
         let (Some(a), Some(b)) = (arg(args, 0), arg(args, 1)) else { return Ok(None) };
         // grpcio keeps a call's method and its channel's target as bytes.
         let (Some(first), Some(second)) = (text_or_bytes(&a), text_or_bytes(&b)) else { return Ok(None) };
-        let (first, second) = (first.as_ref(), second.as_ref());
+        let (first, second): (&str, &str) = (&first, &second);
         let started = match self.protocol {
             Protocol::Grpc => {
                 let method = rpc::grpc_method(first);
@@ -218,7 +218,8 @@ impl RpcHook {
         let (span, _) = match self.protocol {
             Protocol::Grpc => {
                 let path = arg(args, 0);
-                let path = path.as_ref().and_then(|p| text(p)).unwrap_or("");
+                let path = path.as_ref().and_then(|p| text(p)).unwrap_or_default();
+                let path: &str = &path;
                 let recognized = arg(args, 2).is_none_or(|r| r.is_truthy().unwrap_or(true));
                 let method = rpc::grpc_method(path);
                 // Not `server::start`: that one counts HTTP's active requests.
@@ -247,7 +248,7 @@ impl RpcHook {
             Protocol::Http => {
                 let s = |i| arg(args, i);
                 let (method, scheme, host, path, query, peer, version) = (s(0), s(1), s(2), s(3), s(4), s(6), s(7));
-                let get = |v: &Option<Bound<'py, PyAny>>| v.as_ref().and_then(|v| text(v)).map(str::to_owned);
+                let get = |v: &Option<Bound<'py, PyAny>>| v.as_ref().and_then(|v| text(v)).map(|t| t.into_owned());
                 let user_agent = match &carrier {
                     Some(c) => header(c, intern!(py, "User-Agent")),
                     None => None,
@@ -308,16 +309,16 @@ impl RpcHook {
 /// A `grpc.StatusCode` (its `name`) or a code name, as the static name.
 fn grpc_code_of(v: &Bound<'_, PyAny>) -> Option<&'static str> {
     if let Some(t) = text(v) {
-        return rpc::grpc_code(t);
+        return rpc::grpc_code(&t);
     }
     let name = v.getattr(intern!(v.py(), "name")).ok()?;
-    text(&name).and_then(rpc::grpc_code)
+    text(&name).and_then(|t| rpc::grpc_code(&t))
 }
 
 /// One header of a mapping carrier (case-insensitive where the mapping is, as aiohttp's are).
 fn header(carrier: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> Option<String> {
     let v = carrier.call_method1(intern!(carrier.py(), "get"), (name,)).ok()?;
-    text(&v).map(str::to_owned)
+    text(&v).map(|t| t.into_owned())
 }
 
 /// The propagation entries of a carrier: a sequence of `(key, value)` pairs (gRPC metadata,
@@ -331,9 +332,9 @@ fn read_carrier(carrier: &Bound<'_, PyAny>, wanted: &[Header]) -> PyResult<Vec<(
             let item = item?;
             let (Ok(k), Ok(v)) = (item.get_item(0), item.get_item(1)) else { continue };
             let Some(k) = text(&k) else { continue };
-            if let Some(h) = wanted.iter().find(|h| h.name() == k) {
+            if let Some(h) = wanted.iter().find(|h| h.name() == k.as_ref()) {
                 if let Some(v) = text(&v) {
-                    found.push((*h, v.to_owned()));
+                    found.push((*h, v.into_owned()));
                 }
             }
         }

@@ -17,22 +17,8 @@ class, so they pass straight through here: urllib3 (and requests) are traced one
 ``endheaders`` wrapper still writes the headers of urllib3's span, handed over in
 ``_ferrotel_out``."""
 
-import sys
-
 from ferrotel import _native
-
-
-def excluder(patterns, name):
-    """The ``search`` of one regex joining `patterns` (upstream's excluded-URL rule), or None."""
-    if not patterns:
-        return None
-    import re
-
-    try:
-        return re.compile("|".join(patterns)).search
-    except re.error as exc:
-        sys.stderr.write("ferrotel: excluded URLs for %s are not a valid regex (%s); nothing excluded\n" % (name, exc))
-        return None
+from ferrotel.hooks._urls import excluder  # noqa: F401 (the client hooks import it from here)
 
 
 def parameters(function):

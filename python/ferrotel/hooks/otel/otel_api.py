@@ -152,6 +152,61 @@ class _Span(_trace.Span):
     def __repr__(self):
         return "_Span(%r, owned=%r)" % (self._n, self._owned)
 
+    # What the open span holds, under the SDK's ReadableSpan names, so an app (or a test) can see
+    # the span limits at work (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, ...): they apply as attributes,
+    # events and links are added. Empty once the span has ended (it is then on its way out).
+    def _snapshot(self):
+        try:
+            return self._n.snapshot() or _EMPTY
+        except Exception:  # noqa: BLE001
+            return _EMPTY
+
+    @property
+    def attributes(self):
+        return self._snapshot()[0]
+
+    @property
+    def events(self):
+        return tuple(_Event(name, attrs) for name, attrs in self._snapshot()[1])
+
+    @property
+    def links(self):
+        return tuple(_Link(trace_id, span_id, attrs) for trace_id, span_id, attrs in self._snapshot()[2])
+
+    @property
+    def dropped_attributes(self):
+        return self._snapshot()[3][0]
+
+    @property
+    def dropped_events(self):
+        return self._snapshot()[3][1]
+
+    @property
+    def dropped_links(self):
+        return self._snapshot()[3][2]
+
+
+_EMPTY = ({}, [], [], (0, 0, 0))
+
+
+class _Event:
+    __slots__ = ("name", "attributes")
+
+    def __init__(self, name, attributes):
+        self.name = name
+        self.attributes = attributes
+
+
+class _Link:
+    """``trace_id``/``span_id`` as hex text."""
+
+    __slots__ = ("trace_id", "span_id", "attributes")
+
+    def __init__(self, trace_id, span_id, attributes):
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.attributes = attributes
+
 
 def _parent(span):
     """A foreign (non-ferrotel) span as a native parent tuple, or None when it has no valid context."""

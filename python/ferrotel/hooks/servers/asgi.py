@@ -15,18 +15,54 @@ already traced by an outer wrapper passes straight through (the span is kept in
 sub-applications add none.
 
 All per-request work is native (``_native.AsgiMiddleware``): no Python frame is added.
+
+Switches: the server wrappers are the ``asgi`` instrumentation. When the application they serve
+is a FastAPI, Starlette or Django app, that framework's name decides instead (its
+``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` entry leaves its requests untraced, as with the
+pure-Python agent, which has no server wrapper), and so does its excluded-URL list
+(``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS``, ...; ``OTEL_PYTHON_ASGI_EXCLUDED_URLS`` for other apps).
 """
 
 from ferrotel import _native
+from ferrotel.hooks._urls import excluded_for
 
 _Native = _native.AsgiMiddleware
 
+# the framework an application object belongs to, by the module of a class in its MRO
+_FRAMEWORKS = (("fastapi.applications", "fastapi"), ("starlette.applications", "starlette"), ("django.core.handlers.asgi", "django"))
 
-def wrap(app, scope="ferrotel.asgi"):
-    """`app` under the native ASGI middleware (once)."""
+
+def framework(app):
+    """The instrumentation name of the framework `app` is (or wraps: uvicorn's and Starlette's
+    middlewares keep the next app as ``.app``), or ``"asgi"``."""
+    try:
+        seen = 0
+        while app is not None and seen < 16:
+            seen += 1
+            modules = {getattr(c, "__module__", None) for c in type(app).__mro__}
+            for module, name in _FRAMEWORKS:
+                if module in modules:
+                    return name
+            app = getattr(app, "app", None)
+    except Exception:  # an app object with odd attributes: the generic switch decides
+        pass
+    return "asgi"
+
+
+def wrap(app, scope="ferrotel.asgi", name=None):
+    """`app` under the native ASGI middleware (once); `app` itself when the instrumentation that
+    covers it (`name`, else the framework it is, else ``asgi``) is switched off."""
     if isinstance(app, _Native):
         return app
-    return _Native(app, scope)
+    if name is None:
+        name = framework(app)
+    try:
+        if name != "asgi" and not _native.instrumentation(name)[0]:
+            return app  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names its framework
+        excluded = excluded_for(name)
+    except Exception:  # never cost the server its app: trace it as before
+        excluded = None
+    return _Native(app, scope, excluded)
 
 
 def instrument_uvicorn(config_module):
@@ -68,8 +104,12 @@ def instrument_middleware_stack(cls, scope):
     if original is None or getattr(original, "_ferrotel", False):
         return
 
+    name = scope.rpartition(".")[2]  # "ferrotel.fastapi" -> "fastapi"
+    excluded = excluded_for(name)
+
     def build_middleware_stack(self):
-        return wrap(original(self), scope)
+        stack = original(self)
+        return stack if isinstance(stack, _Native) else _Native(stack, scope, excluded)
 
     build_middleware_stack._ferrotel = True
     build_middleware_stack.__wrapped__ = original

@@ -18,6 +18,7 @@ and a one-file app that calls ``settings.configure()`` itself boot exactly as wi
 import types
 
 from ferrotel import _native
+from ferrotel.hooks._urls import excluded_for
 
 _SCOPE = "ferrotel.django"
 
@@ -28,11 +29,12 @@ def instrument_wsgi(wsgi):
     if getattr(cls, "_ferrotel_instrumented", False):
         return
     original = cls.__call__
+    excluded = excluded_for("django")  # OTEL_PYTHON_DJANGO_EXCLUDED_URLS / OTEL_PYTHON_EXCLUDED_URLS
 
     def __call__(self, environ, start_response):
         middleware = self.__dict__.get("_ferrotel_wsgi")
         if middleware is None:
-            middleware = self._ferrotel_wsgi = _native.WsgiMiddleware(types.MethodType(original, self), _SCOPE)
+            middleware = self._ferrotel_wsgi = _native.WsgiMiddleware(types.MethodType(original, self), _SCOPE, False, excluded)
         return middleware(environ, start_response)
 
     __call__.__wrapped__ = original

@@ -13,20 +13,24 @@ normally prevents) are reached through ``Flask.__call__`` instead, at the cost o
 """
 
 from ferrotel import _importhook, _native
+from ferrotel.hooks._urls import excluded_for
 
 SCOPE = "ferrotel.flask"
+_excluded = None  # OTEL_PYTHON_FLASK_EXCLUDED_URLS / OTEL_PYTHON_EXCLUDED_URLS, set by instrument()
 
 
 def _wrap(app):
     current = app.__dict__.get("wsgi_app")
     if not isinstance(current, _native.WsgiMiddleware):
-        app.wsgi_app = _native.WsgiMiddleware(current if current is not None else app.wsgi_app, SCOPE, True)
+        app.wsgi_app = _native.WsgiMiddleware(current if current is not None else app.wsgi_app, SCOPE, True, _excluded)
 
 
 def instrument(flask):
+    global _excluded
     cls = flask.Flask
     if getattr(cls, "_ferrotel_instrumented", False):
         return
+    _excluded = excluded_for("flask")
     original_init = cls.__init__
     original_handle_exception = cls.handle_exception
 
