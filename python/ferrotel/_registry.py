@@ -212,7 +212,7 @@ INSTRUMENTATIONS = (
         RPC,
         "grpcio client (sync and grpc.aio; unary and streaming)",
         "1.85",
-        {"grpc": "rpc.grpc:instrument_client", "grpc.aio": "rpc.grpc:instrument_aio_client"},
+        {"grpc._channel": "rpc.grpc:instrument_channel", "grpc.aio": "rpc.grpc:instrument_aio_client"},
         "CLIENT per call, propagation in call metadata",
         min_version="1.60",
     ),

@@ -7,7 +7,9 @@ bytes in and out (no generated code). Run as
 Methods of ``demo.Echo``: ``Unary`` (echoes, after calling ``Inner`` on the same server, so a
 server span has a client child), ``Inner``, ``ServerStream`` (three responses), ``ClientStream``
 (joins the requests), ``BidiStream`` (echoes each), ``Missing`` (aborts with NOT_FOUND),
-``Crash`` (raises: UNKNOWN). The client prints one JSON line of what it got.
+``Crash`` (raises: UNKNOWN). The client also calls ``Inner`` itself through a channel with an
+interceptor of its own that adds ``x-app`` metadata (``Inner`` answers ``+app`` when it got it;
+sync: through ``.future()``), and prints one JSON line of what it got.
 """
 
 import asyncio
@@ -29,6 +31,11 @@ def path(method):
 # ---- server ---------------------------------------------------------------------------------
 
 
+def app_mark(context):
+    """`+app` when the call carries the metadata the client application's own interceptor adds."""
+    return b"+app" if any(k == "x-app" and v == "yes" for k, v in context.invocation_metadata()) else b""
+
+
 def sync_server():
     from concurrent import futures
 
@@ -39,7 +46,7 @@ def sync_server():
         return b"echo:" + inner(request, timeout=10)
 
     def inner_call(request, context):
-        return b"inner:" + request
+        return b"inner:" + request + app_mark(context)
 
     def server_stream(request, context):
         for i in range(3):
@@ -83,7 +90,7 @@ async def aio_server():
         return b"echo:" + await inner(request, timeout=10)
 
     async def inner_call(request, context):
-        return b"inner:" + request
+        return b"inner:" + request + app_mark(context)
 
     async def server_stream(request, context):
         for i in range(3):
@@ -122,6 +129,22 @@ async def aio_server():
 # ---- client ---------------------------------------------------------------------------------
 
 
+class _Details(__import__("collections").namedtuple("_Details", "method timeout metadata credentials wait_for_ready compression"), grpc.ClientCallDetails):
+    pass
+
+
+class AppInterceptor(grpc.UnaryUnaryClientInterceptor):
+    def intercept_unary_unary(self, continuation, details, request):
+        metadata = list(details.metadata or ()) + [("x-app", "yes")]
+        return continuation(_Details(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready, details.compression), request)
+
+
+class AioAppInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, details, request):
+        metadata = grpc.aio.Metadata(*(tuple(details.metadata or ()) + (("x-app", "yes"),)))
+        return await continuation(grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready), request)
+
+
 def tracer():
     from opentelemetry import trace
 
@@ -136,6 +159,9 @@ def sync_client():
             out["server_stream"] = [r.decode() for r in channel.unary_stream(path("ServerStream"))(b"s", timeout=10)]
             out["client_stream"] = channel.stream_unary(path("ClientStream"))(iter([b"x", b"y"]), timeout=10).decode()
             out["bidi"] = [r.decode() for r in channel.stream_stream(path("BidiStream"))(iter([b"1", b"2"]), timeout=10)]
+            # The application's own interceptor adds metadata; ferrotel's entries go in beside it.
+            intercepted = grpc.intercept_channel(channel, AppInterceptor())
+            out["future"] = intercepted.unary_unary(path("Inner")).future(b"f", timeout=10).result().decode()
             for name in ("Missing", "Crash", "NoSuchMethod"):
                 try:
                     channel.unary_unary(path(name))(b"z", timeout=10)
@@ -157,6 +183,8 @@ async def aio_client():
 
             out["client_stream"] = (await channel.stream_unary(path("ClientStream"))(requests([b"x", b"y"]), timeout=10)).decode()
             out["bidi"] = [r.decode() async for r in channel.stream_stream(path("BidiStream"))(requests([b"1", b"2"]), timeout=10)]
+            async with grpc.aio.insecure_channel(TARGET, interceptors=[AioAppInterceptor()]) as intercepted:
+                out["future"] = (await intercepted.unary_unary(path("Inner"))(b"f", timeout=10)).decode()
             for name in ("Missing", "Crash", "NoSuchMethod"):
                 try:
                     await channel.unary_unary(path(name))(b"z", timeout=10)

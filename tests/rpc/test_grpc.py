@@ -56,12 +56,13 @@ def test_one_trace_through_unary_and_streaming_calls(mode, operator_install, rec
             "server_stream": ["s-0", "s-1", "s-2"],
             "client_stream": "x+y",
             "bidi": ["re:1", "re:2"],
+            "future": "inner:f+app",  # the application's interceptor's metadata arrived
             "Missing": "NOT_FOUND",
             "Crash": "UNKNOWN",
             "NoSuchMethod": "UNIMPLEMENTED",
         }
-        # job + 7 client calls + Inner (client) ; 7 server spans + Inner (server)
-        spans = receiver.wait_for_spans(17, timeout=20)
+        # job, 8 calls from the client and the Unary handler's call to Inner: a CLIENT and a SERVER span each
+        spans = receiver.wait_for_spans(19, timeout=20)
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -71,7 +72,7 @@ def test_one_trace_through_unary_and_streaming_calls(mode, operator_install, rec
 
     (job,) = [s for s in spans if s["name"] == "job"]
     trace = [s for s in spans if s["trace_id"] == job["trace_id"]]
-    assert len(trace) == 17, [(s["name"], s["kind"]) for s in spans]
+    assert len(trace) == 19, [(s["name"], s["kind"]) for s in spans]
     by_id = {s["span_id"]: s for s in trace}
 
     def one(kind, name, service):
@@ -118,9 +119,13 @@ def test_one_trace_through_unary_and_streaming_calls(mode, operator_install, rec
     # The server span is current in the handler: its own outgoing call is its child.
     unary_server = one(SPAN_KIND_SERVER, "demo.Echo/Unary", "grpc-server")
     inner_client = one(SPAN_KIND_CLIENT, "demo.Echo/Inner", "grpc-server")
-    inner_server = [s for s in trace if s["kind"] == SPAN_KIND_SERVER and s["name"] == "demo.Echo/Inner"]
     assert inner_client["parent_span_id"] == unary_server["span_id"]
-    assert [s["parent_span_id"] for s in inner_server] == [inner_client["span_id"]]
+    # ... and the client's own call to Inner (through the app's interceptor; sync: a future)
+    # continues the trace on the server: ferrotel's entries went in beside the app's metadata.
+    direct = one(SPAN_KIND_CLIENT, "demo.Echo/Inner", "grpc-client")
+    assert direct["parent_span_id"] == job["span_id"] and direct["attributes"]["rpc.response.status_code"] == "OK"
+    inner_server = [s for s in trace if s["kind"] == SPAN_KIND_SERVER and s["name"] == "demo.Echo/Inner"]
+    assert sorted(s["parent_span_id"] for s in inner_server) == sorted([inner_client["span_id"], direct["span_id"]])
 
     # A method the server does not implement: `_OTHER`, named by the system, UNIMPLEMENTED.
     nosuch_client = one(SPAN_KIND_CLIENT, "demo.Echo/NoSuchMethod", "grpc-client")

@@ -18,7 +18,7 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::capi;
 use super::current;
@@ -92,6 +92,15 @@ fn text<'a>(v: &'a Bound<'_, PyAny>) -> Option<std::borrow::Cow<'a, str>> {
     capi::utf8(v.cast::<PyString>().ok()?)
 }
 
+/// A `str` or UTF-8 `bytes` argument's text.
+fn text_or_bytes<'a>(v: &'a Bound<'_, PyAny>) -> Option<std::borrow::Cow<'a, str>> {
+    if let Some(t) = text(v) {
+        return Some(t);
+    }
+    let b = v.cast::<PyBytes>().ok()?;
+    std::str::from_utf8(b.as_bytes()).ok().map(std::borrow::Cow::Borrowed)
+}
+
 fn arg<'py>(args: &Args<'_, 'py>, i: usize) -> Option<Bound<'py, PyAny>> {
     args.positional(i).map(|b| b.to_owned()).filter(|v| !v.is_none())
 }
@@ -154,7 +163,8 @@ impl RpcHook {
     fn client_start<'py>(&self, args: &Args<'_, 'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = args.py();
         let (Some(a), Some(b)) = (arg(args, 0), arg(args, 1)) else { return Ok(None) };
-        let (Some(first), Some(second)) = (text(&a), text(&b)) else { return Ok(None) };
+        // grpcio keeps a call's method and its channel's target as bytes.
+        let (Some(first), Some(second)) = (text_or_bytes(&a), text_or_bytes(&b)) else { return Ok(None) };
         let (first, second): (&str, &str) = (&first, &second);
         let started = match self.protocol {
             Protocol::Grpc => {
