@@ -190,6 +190,8 @@ bench: dist
 	FERROTEL_DIST=$(DIST) $(PY) bench/db.py | tee bench/results/db.md
 	@echo; echo "== gRPC: one unary call with and without the client and server hooks"
 	FERROTEL_DIST=$(DIST) $(PY) bench/rpc.py | tee bench/results/rpc.md
+	@echo; echo "== AWS SDK: one botocore call with and without the hook (no network)"
+	FERROTEL_DIST=$(DIST) $(PY) bench/aws.py | tee bench/results/aws.md
 
 # Instructions per request under callgrind (ferrotel vs no agent), for profiling the request path.
 bench-profile: dist

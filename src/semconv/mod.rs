@@ -5,6 +5,7 @@
 pub mod db;
 pub mod http;
 pub mod rpc;
+pub mod aws;
 pub mod sql;
 
 pub use http::*;
