@@ -3,7 +3,8 @@
 The endpoint, region and credentials come from the standard AWS variables the test sets
 (``AWS_ENDPOINT_URL`` is the local moto server). ``/s3`` creates a bucket, puts an object, reads
 it back and reads a missing key (``NoSuchKey``, caught as the application catches it); ``/sqs``
-creates a queue, sends a message and receives it; ``/plain`` makes one ordinary requests call
+creates a queue, sends a message and receives it; ``/dynamodb`` creates a table, puts an item and
+reads it back with ``BatchGetItem``; ``/plain`` makes one ordinary requests call
 after an AWS call (that one is traced by the urllib3 hook as usual); ``/denied`` makes a call
 with a wrong secret key (the server must refuse its signature).
 """
@@ -20,6 +21,7 @@ app = Flask(__name__)
 ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
 _s3 = boto3.client("s3")
 _sqs = boto3.client("sqs")
+_dynamodb = boto3.client("dynamodb")
 
 
 @app.route("/s3/<name>")
@@ -43,6 +45,20 @@ def sqs(name):
     got = _sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
     messages = got.get("Messages", [])
     return jsonify(url=url, sent=sent["MessageId"], received=[m["Body"] for m in messages], attributes=[m.get("MessageAttributes") for m in messages])
+
+
+@app.route("/dynamodb/<name>")
+def dynamodb(name):
+    table = "table-" + name
+    _dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    _dynamodb.put_item(TableName=table, Item={"id": {"S": "1"}, "name": {"S": name}})
+    got = _dynamodb.batch_get_item(RequestItems={table: {"Keys": [{"id": {"S": "1"}}]}})
+    return jsonify(items=[i["name"]["S"] for i in got["Responses"][table]])
 
 
 @app.route("/plain")

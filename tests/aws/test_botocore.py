@@ -103,6 +103,21 @@ def test_sqs_calls(operator_install, receiver, gunicorn, moto):
     assert "aws.sqs.queue.url" not in calls[0]["attributes"]  # CreateQueue names the queue, no URL yet
 
 
+def test_dynamodb_calls(operator_install, receiver, gunicorn, moto):
+    app = _app(gunicorn, operator_install, receiver, moto)
+    trace_id, _, tp = _trace()
+    status, body = _get(app.port, "/dynamodb/four", tp)
+    assert status == 200 and body["items"] == ["four"]
+    spans = receiver.wait_for_spans(4, timeout=30, predicate=lambda s: s["trace_id"] == trace_id)
+    calls = sorted([s for s in spans if s["kind"] == SPAN_KIND_CLIENT], key=lambda s: s["start_ns"])
+    assert [s["name"] for s in calls] == ["DynamoDB.CreateTable", "DynamoDB.PutItem", "DynamoDB.BatchGetItem"]
+    for span in calls:
+        a = span["attributes"]
+        assert a["db.system.name"] == "aws.dynamodb" and a["rpc.service"] == "DynamoDB"
+        # From TableName, or from the RequestItems of a batch call.
+        assert a["aws.dynamodb.table_names"] == ["table-four"]
+
+
 def test_http_calls_after_an_aws_call_are_traced_again(operator_install, receiver, gunicorn, moto):
     """The AWS span stops being current when its call returns: the app's own requests call
     afterwards is an ordinary urllib3 CLIENT span with its propagation headers."""
