@@ -178,7 +178,7 @@ INSTRUMENTATIONS = (
         "26.9 (greenlet 3.5)",
         {"gevent": "concurrency.gevent:instrument", "gevent.pool": "concurrency.gevent:instrument_pool"},
         "none: parents spans made in spawned greenlets (no upstream instrumentation of this name)",
-        min_version="20.12",
+        min_version="20.9",
     ),
     # What the application records itself.
     Instrumentation(

@@ -1,8 +1,8 @@
 """The active span follows work handed to new greenlets (gevent; no upstream instrumentation has
 this name: the pure-Python agent has no gevent instrumentation).
 
-Nothing is needed for a greenlet's own work: greenlet (0.4.17 on) gives every greenlet its own
-``contextvars`` context and switches it with the greenlet, so the span a WSGI server's request
+Nothing is needed for a greenlet's own work: greenlet (0.4.17 on, which gevent requires from 20.9
+on) gives every greenlet its own ``contextvars`` context and switches it with the greenlet, so the span a WSGI server's request
 greenlet makes current (``gunicorn -k gevent``, ``gevent.pywsgi``) is that greenlet's alone, and
 the calls and queries it makes are its children, however the greenlets interleave.
 
@@ -38,7 +38,7 @@ def _carry(greenlet, span):
             context = Context()
             context.run(_enter, span)
             greenlet.gr_context = context
-    except Exception:  # not a greenlet, or already running elsewhere: leave it as it is
+    except Exception:  # greenlet < 1.0 (gr_context read-only), or already running: leave it
         pass
 
 
