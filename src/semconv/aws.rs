@@ -7,9 +7,12 @@
 //! - `rpc.system.name` = `aws-api`: v1.44.0's AWS span still names the deprecated `rpc.system`
 //!   (value `aws-api`); ferrotel's gRPC spans carry its replacement, `rpc.system.name`, and so do
 //!   these (`aws-api` is not one of the registry's listed values, which the enum allows);
-//! - `rpc.method` = the operation as the SDK names it (`GetObject`, the AWS convention's
-//!   examples), `rpc.service` = the service id (`S3`; deprecated in the registry but still listed
-//!   by v1.44.0's AWS span, and the only attribute that carries it);
+//! - `rpc.method` = `Service/Operation` (`S3/GetObject`): v1.44.0's AWS span still lists
+//!   `rpc.service` (`S3`) beside an `rpc.method` of the operation alone (`GetObject`), but the
+//!   registry deprecates `rpc.service` ("the value should be included in `rpc.method`, which is
+//!   expected to be a fully-qualified name", Weaver's live-check reports it as a violation) and
+//!   defines `rpc.method` as `Service/Method` (`EchoService/Echo`), as ferrotel's gRPC spans carry
+//!   it (`package.Service/Method`);
 //! - `cloud.region`, `server.address`/`server.port` (the endpoint), `aws.request_id`,
 //!   `aws.extended_request_id` (S3's `x-amz-id-2`), `http.response.status_code`;
 //! - per service: S3 `aws.s3.bucket`, `aws.s3.key`, `aws.s3.upload_id`, `aws.s3.part_number`;
@@ -23,7 +26,6 @@
 use crate::span::{SpanRecord, Status};
 
 pub const AWS_API: &str = "aws-api";
-pub const RPC_SERVICE: &str = "rpc.service";
 pub const CLOUD_REGION: &str = "cloud.region";
 pub const AWS_REQUEST_ID: &str = "aws.request_id";
 pub const AWS_EXTENDED_REQUEST_ID: &str = "aws.extended_request_id";
@@ -69,6 +71,15 @@ pub fn span_name(service: &str, operation: &str) -> String {
     name
 }
 
+/// `rpc.method`: `Service/Operation`.
+pub fn method(service: &str, operation: &str) -> String {
+    let mut method = String::with_capacity(service.len() + 1 + operation.len());
+    method.push_str(service);
+    method.push('/');
+    method.push_str(operation);
+    method
+}
+
 /// An SQS queue's name: the last path segment of its URL (`https://sqs.../123/MyQueue`).
 pub fn queue_name(url: &str) -> Option<&str> {
     let path = url.split(['?', '#']).next()?;
@@ -93,6 +104,7 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(span_name("S3", "GetObject"), "S3.GetObject");
+        assert_eq!(method("DynamoDB", "GetItem"), "DynamoDB/GetItem");
         assert_eq!(Service::of("SQS"), Service::Sqs);
         assert_eq!(Service::of("Lambda"), Service::Other);
     }

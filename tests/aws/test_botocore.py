@@ -61,8 +61,8 @@ def test_s3_calls(operator_install, receiver, gunicorn, moto):
         a = span["attributes"]
         assert span["parent_span_id"] == server["span_id"]
         assert span["scope_name"] == "ferrotel.botocore"
-        assert a["rpc.system.name"] == "aws-api" and a["rpc.service"] == "S3"
-        assert a["rpc.method"] == span["name"].split(".", 1)[1]
+        assert a["rpc.system.name"] == "aws-api" and "rpc.service" not in a  # deprecated: in rpc.method
+        assert a["rpc.method"] == "S3/" + span["name"].split(".", 1)[1]
         assert a["cloud.region"] == "us-east-1"
         assert a["server.address"] == "127.0.0.1" and a["server.port"] == moto.port
         assert a["aws.s3.bucket"] == "bucket-one"
@@ -95,7 +95,7 @@ def test_sqs_calls(operator_install, receiver, gunicorn, moto):
     assert [s["name"] for s in calls] == ["SQS.CreateQueue", "SQS.SendMessage", "SQS.ReceiveMessage"]
     for span in calls:
         assert span["parent_span_id"] == server["span_id"]
-        assert span["attributes"]["rpc.service"] == "SQS" and span["attributes"]["rpc.system.name"] == "aws-api"
+        assert span["attributes"]["rpc.method"].startswith("SQS/") and span["attributes"]["rpc.system.name"] == "aws-api"
     for span in calls[1:]:
         a = span["attributes"]
         assert a["aws.sqs.queue.url"] == body["url"]
@@ -113,7 +113,7 @@ def test_dynamodb_calls(operator_install, receiver, gunicorn, moto):
     assert [s["name"] for s in calls] == ["DynamoDB.CreateTable", "DynamoDB.PutItem", "DynamoDB.BatchGetItem"]
     for span in calls:
         a = span["attributes"]
-        assert a["db.system.name"] == "aws.dynamodb" and a["rpc.service"] == "DynamoDB"
+        assert a["db.system.name"] == "aws.dynamodb" and a["rpc.method"] == "DynamoDB/" + span["name"].split(".", 1)[1]
         # From TableName, or from the RequestItems of a batch call.
         assert a["aws.dynamodb.table_names"] == ["table-four"]
 

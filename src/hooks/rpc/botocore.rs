@@ -120,8 +120,7 @@ impl BotocoreHook {
         rec.family = Family::Rpc;
         if recording {
             rec.push(rpc::RPC_SYSTEM_NAME, Text::const_new(aws::AWS_API));
-            rec.push(aws::RPC_SERVICE, Text::from(facts.service.as_str()));
-            rec.push(rpc::RPC_METHOD, Text::from(operation.as_str()));
+            rec.push(rpc::RPC_METHOD, aws::method(&facts.service, &operation));
             if let Some(region) = &facts.region {
                 rec.push(aws::CLOUD_REGION, Text::from(region.as_str()));
             }
