@@ -159,6 +159,7 @@ demo: dist
 	$(PY) tests/app/demo.py
 	$(PY) tests/app_fastapi/demo.py
 	$(PY) tests/app_rpc/demo.py
+	$(PY) tests/aws/demo.py
 
 # Weaver's live-check (issue 21) of the demo traffic (make demo's apps, exporting OTLP/gRPC to it) against
 # ferrotel's registry (semconv/) and the semantic conventions it extends, from a local checkout:
