@@ -1,7 +1,8 @@
 """`make demo`, AWS part (also in `make semconv-check`'s DEMOS): the Flask app of tests/aws
-(boto3: S3, SQS, DynamoDB, and a plain requests call) under gunicorn with the agent injected through PYTHONPATH only, calling a local moto server; one line per
-span the agent printed (console exporter). With FERROTEL_DEMO_OTLP_ENDPOINT set, the spans also go
-over OTLP/gRPC there (Weaver's live-check)."""
+(boto3: S3, SQS, DynamoDB, and a plain requests call) under gunicorn with the agent injected
+through PYTHONPATH only, calling a local moto server; one line per span the agent printed (console
+exporter). With FERROTEL_DEMO_OTLP_ENDPOINT set, the spans also go over OTLP/gRPC there (Weaver's
+live-check)."""
 
 import json
 import os
