@@ -18,6 +18,7 @@ pub mod span;
 
 pub mod db;
 pub mod http;
+pub mod messaging;
 pub mod rpc;
 
 use pyo3::prelude::*;
@@ -35,6 +36,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<db::DbHook>()?;
     m.add_class::<db::DbConnection>()?;
     m.add_class::<rpc::RpcHook>()?;
+    m.add_class::<messaging::MessagingHook>()?;
     capi::register(m)?;
     http::register(m)?;
     otel::register(m)?;

@@ -328,6 +328,7 @@ SWITCHED_ELSEWHERE = {
     "aiohttp_server": "rpc/test_aiohttp.py",
     "grpc_client": "rpc/test_grpc.py",
     "grpc_server": "rpc/test_grpc.py",
+    "celery": "messaging/test_celery.py",
 }
 
 
