@@ -123,7 +123,7 @@ def _instructions(cfg, endpoint: str, n: int, mode: str) -> int | None:
         return total or None
 
 
-def callgrind(configs: dict, endpoint: str, lengths=(50, 250)) -> dict | None:
+def callgrind(configs: dict, endpoint: str, lengths=(30, 130)) -> dict | None:
     import shutil
 
     if not shutil.which("valgrind"):

@@ -18,7 +18,7 @@ pub const MESSAGING_OPERATION_NAME: &str = "messaging.operation.name";
 pub const MESSAGING_DESTINATION_NAME: &str = "messaging.destination.name";
 pub const MESSAGING_MESSAGE_ID: &str = "messaging.message.id";
 /// ferrotel's own (semconv/ferrotel.yaml): the conventions have no attribute for a task's name.
-pub const CELERY_TASK_NAME: &str = "celery.task.name";
+pub const CELERY_TASK_NAME: &str = "ferrotel.celery.task.name";
 
 pub const CELERY: &str = "celery";
 pub const SEND: &str = "send";

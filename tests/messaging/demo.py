@@ -31,7 +31,7 @@ def main():
             if line.startswith("{"):
                 span = json.loads(line)
                 print(f"  {span['kind']:<8} {span['name']:<24} {span['status']['code']:<5} trace={span['trace_id'][:8]} "
-                      f"parent={(span['parent_span_id'] or '-')[:8]} {span['attributes'].get('celery.task.name', '')}")
+                      f"parent={(span['parent_span_id'] or '-')[:8]} {span['attributes'].get('ferrotel.celery.task.name', '')}")
 
 
 if __name__ == "__main__":

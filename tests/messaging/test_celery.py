@@ -198,14 +198,14 @@ def check_messaging(span, operation, task, task_id=None):
     assert a["messaging.operation.type"] == operation
     assert a["messaging.operation.name"] == operation
     assert a["messaging.destination.name"] == QUEUE
-    assert a["celery.task.name"] == task
+    assert a["ferrotel.celery.task.name"] == task
     if task_id is not None:
         assert a["messaging.message.id"] == task_id
     assert span["start_ns"] <= span["end_ns"]
 
 
 def only(spans, what):
-    assert len(spans) == 1, (what, [(s["name"], s["kind"], s["attributes"].get("celery.task.name")) for s in spans])
+    assert len(spans) == 1, (what, [(s["name"], s["kind"], s["attributes"].get("ferrotel.celery.task.name")) for s in spans])
     return spans[0]
 
 
@@ -309,17 +309,17 @@ def test_canvas_primitives(install, module_receiver, broker, worker):
     job, trace = trace_of(module_receiver, is_job, 18)
     sends = celery_spans(trace, SPAN_KIND_PRODUCER)
     processes = celery_spans(trace, SPAN_KIND_CONSUMER)
-    assert len(sends) == 9 and len(processes) == 9, sorted((s["name"], s["attributes"].get("celery.task.name")) for s in trace)
+    assert len(sends) == 9 and len(processes) == 9, sorted((s["name"], s["attributes"].get("ferrotel.celery.task.name")) for s in trace)
     by_id = {s["span_id"]: s for s in trace}
     for p in processes:
         send = by_id[p["parent_span_id"]]
         assert send["kind"] == SPAN_KIND_PRODUCER
         assert send["attributes"]["messaging.message.id"] == p["attributes"]["messaging.message.id"]
     # The chain's second link is sent by the first one's run; the chord's body by the last header task's.
-    names = {p["span_id"]: p["attributes"]["celery.task.name"] for p in processes}
+    names = {p["span_id"]: p["attributes"]["ferrotel.celery.task.name"] for p in processes}
     from_worker = [s for s in sends if s["parent_span_id"] in names]
-    assert sorted(s["attributes"]["celery.task.name"] for s in from_worker) == ["tasks.add", "tasks.total"]
-    assert sorted(s["attributes"]["celery.task.name"] for s in processes) == ["tasks.add"] * 8 + ["tasks.total"]
+    assert sorted(s["attributes"]["ferrotel.celery.task.name"] for s in from_worker) == ["tasks.add", "tasks.total"]
+    assert sorted(s["attributes"]["ferrotel.celery.task.name"] for s in processes) == ["tasks.add"] * 8 + ["tasks.total"]
 
 
 def test_eager_mode(install, module_receiver, broker):
@@ -330,11 +330,11 @@ def test_eager_mode(install, module_receiver, broker):
     job, trace = trace_of(module_receiver, is_job, 2)
     assert not celery_spans(trace, SPAN_KIND_PRODUCER)
     processes = celery_spans(trace, SPAN_KIND_CONSUMER)
-    assert sorted(p["attributes"]["celery.task.name"] for p in processes) == ["tasks.add", "tasks.fail"]
+    assert sorted(p["attributes"]["ferrotel.celery.task.name"] for p in processes) == ["tasks.add", "tasks.fail"]
     for p in processes:
         assert p["parent_span_id"] == job["span_id"] and p["name"] == "process" and not p["links"]
         assert "messaging.destination.name" not in p["attributes"]
-    (failed,) = [p for p in processes if p["attributes"]["celery.task.name"] == "tasks.fail"]
+    (failed,) = [p for p in processes if p["attributes"]["ferrotel.celery.task.name"] == "tasks.fail"]
     assert failed["status_code"] == STATUS_ERROR and failed["attributes"]["error.type"] == "tasks.PaymentDeclined"
 
 
@@ -388,4 +388,4 @@ def test_switched_off_by_name(install, receiver, disabled):
     else:
         (send,) = [s for s in ours if s["kind"] == SPAN_KIND_PRODUCER]
         assert sent["traceparent"] == "00-%s-%s-01" % (send["trace_id"], send["span_id"])
-        assert sorted(s["attributes"]["celery.task.name"] for s in ours if s["kind"] == SPAN_KIND_CONSUMER) == ["tasks.add", "tasks.fail"]
+        assert sorted(s["attributes"]["ferrotel.celery.task.name"] for s in ours if s["kind"] == SPAN_KIND_CONSUMER) == ["tasks.add", "tasks.fail"]
