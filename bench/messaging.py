@@ -197,9 +197,12 @@ def main() -> int:
         print(f"| {label} | {base:.1f} | {ours:.1f} | {fmt(ours - base)} | {up:.1f} | {fmt(up - base)} |")
     paired = r[envs.FERROTEL].get("send_paired")
     print()
+    # Wall time is judged against the bar only on a quiet machine: with the 2 vCPUs oversubscribed a
+    # ~100 µs send moves by more than the bar from one chunk to the next (callgrind below is the figure).
+    quiet = load[0] < 1.5
     print("| ferrotel, paired in one process (wall time) | Δ µs per send | bar ≤ 3 µs |")
     print("|---|---|---|")
-    print(f"| send hook (hooked vs unhooked sender) | {fmt(paired)} | {met(paired)} |")
+    print(f"| send hook (hooked vs unhooked sender) | {fmt(paired)} | {met(paired) if quiet else f'not judged: load average {load[0]:.1f} on 2 vCPUs'} |")
     profile = callgrind(configs, endpoint)
     if profile:
         rate = 7300  # instructions per µs of this machine's CPython (bench/results/client.md)
