@@ -2,7 +2,7 @@
 as JSON (its last line). Each scenario runs under the application's own span "job" (the
 OpenTelemetry API, bridged by ferrotel), so the test finds its trace.
 
-    python driver.py failure|retry|canvas|eager|memory
+    python driver.py failure|retry|canvas|eager|memory|unreachable
 """
 
 import json
@@ -38,6 +38,12 @@ def main(mode):
             tasks.app.conf.task_always_eager = True
             r = tasks.add.delay(2, 3)
             out = {"result": r.get(), "failed": type(tasks.fail.apply((1,)).result).__name__}
+        elif mode == "unreachable":
+            # a broker that refuses connections, no publish retry: apply_async raises
+            try:
+                tasks.add.apply_async((1, 2), retry=False)
+            except Exception as exc:
+                out = {"raised": "%s.%s" % (type(exc).__module__, type(exc).__qualname__)}
         elif mode == "memory":
             # memory:// broker, no worker: the message is only sent; its headers are read back.
             r = tasks.add.apply_async((1, 2), headers={"app-header": "kept"})

@@ -371,6 +371,20 @@ def test_warm_shutdown_loses_nothing(install, receiver, broker, tmp_path):
     assert process["name"] == send["name"].replace("send", "process") == "process slow"
 
 
+def test_send_that_raises(install, receiver):
+    """A broker that refuses the connection: the send span records the exception, the app gets
+    it as it was."""
+    from support.processes import free_port
+
+    got = drive(install, receiver, ("redis://127.0.0.1:%d/0" % free_port(), ""), "unreachable")
+    job, trace = trace_of(receiver, is_job, 1)
+    send = only(celery_spans(trace, SPAN_KIND_PRODUCER), "send")
+    assert send["parent_span_id"] == job["span_id"]
+    assert send["status_code"] == STATUS_ERROR
+    assert got["raised"] == send["attributes"]["error.type"] == send["events"][0]["attributes"]["exception.type"]
+    assert got["raised"].startswith("kombu.exceptions.")
+
+
 @pytest.mark.parametrize("disabled", ["", "celery"])
 def test_switched_off_by_name(install, receiver, disabled):
     """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=celery: no Celery spans and no headers added (the
