@@ -371,6 +371,25 @@ def test_warm_shutdown_loses_nothing(install, receiver, broker, tmp_path):
     assert process["name"] == send["name"].replace("send", "process") == "process slow"
 
 
+def test_link_only_opt_in(install, receiver, redis_server, tmp_path):
+    """FERROTEL_CELERY_LINK_ONLY=true on the worker: the task run's span starts its own trace and
+    links to the send span (the conventions' default shape) instead of being its child."""
+    broker = (redis_server.url, redis_server.url.rsplit("/", 1)[0] + "/1")
+    worker = Worker(app_env(install, receiver, broker, "celery-worker", FERROTEL_CELERY_LINK_ONLY="true"), tmp_path / "worker.log", queue="linked")
+    try:
+        code = "import tasks\nassert tasks.add.apply_async((2, 2), queue='linked').get(timeout=60) == 4\nfrom ferrotel import _native; _native.flush()\n"
+        done = subprocess.run([sys.executable, "-c", code], cwd=str(HERE), env=app_env(install, receiver, broker, "celery-client"), capture_output=True, text=True, timeout=90)
+        assert done.returncode == 0, done.stderr
+        spans = receiver.wait_for_spans(1, timeout=30, predicate=lambda s: s["kind"] == SPAN_KIND_CONSUMER and s["scope_name"] == "ferrotel.celery")
+    finally:
+        assert worker.stop() == 0, worker.log()
+    (process,) = [s for s in spans if s["kind"] == SPAN_KIND_CONSUMER and s["scope_name"] == "ferrotel.celery"]
+    (send,) = [s for s in receiver.spans() if s["kind"] == SPAN_KIND_PRODUCER and s["scope_name"] == "ferrotel.celery"]
+    assert process["parent_span_id"] == "" and process["trace_id"] != send["trace_id"]
+    assert [(l["trace_id"], l["span_id"]) for l in process["links"]] == [(send["trace_id"], send["span_id"])]
+    assert process["name"] == "process linked" and send["name"] == "send linked"
+
+
 def test_send_that_raises(install, receiver):
     """A broker that refuses the connection: the send span records the exception, the app gets
     it as it was."""

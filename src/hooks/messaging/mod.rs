@@ -15,7 +15,8 @@
 //! - Processing: `process_start(task_name, request)` -> `(span, token)` or None: a CONSUMER span
 //!   `process {queue}` whose parent is the context the message carries (read from the task
 //!   request's attributes, where Celery puts every message header), with a link to that same
-//!   creation context, made current; `process_end(span, token, exc)`: the span no longer
+//!   creation context, made current (`FERROTEL_CELERY_LINK_ONLY`: the link alone, the span's
+//!   parent being the current span, normally none); `process_end(span, token, exc)`: the span no longer
 //!   current, the exception (if any) recorded, the span ended. Without a carried context (an
 //!   eagerly applied task, a message sent by an uninstrumented client) the parent is the
 //!   current span, if any.
@@ -283,18 +284,25 @@ impl ProcessFunction {
         let name = mq::span_name(mq::PROCESS, queue.as_deref());
         let fill = |rec: &mut SpanRecord| celery_attributes(rec, mq::PROCESS, queue.as_deref(), task_id.as_deref(), task_name.as_deref());
         let hook = self.hook.get();
+        let ambient = || {
+            let parent = current::get(py);
+            let parent_span = parent.as_ref().map(|p| p.get());
+            (parent_span.map(|s| s.context.clone()), parent_span.and_then(|s| s.baggage.clone()))
+        };
         let span = match extracted.parent {
-            // The message's creation context: the parent, and (as the conventions ask of every
-            // process span) a link.
-            Some(creation) => hook.start(name, SpanKind::Consumer, Some(&creation), extracted.baggage, |rec| {
-                fill(rec);
-                let link = Link { trace_id: creation.trace_id, span_id: creation.span_id, trace_state: creation.trace_state.clone(), flags: creation.flags, attributes: Vec::new(), dropped_attributes: 0 };
-                rec.add_link_limited(link, super::span::limits());
-            }),
+            // The message's creation context: the parent (unless FERROTEL_CELERY_LINK_ONLY), and
+            // (as the conventions ask of every process span) a link.
+            Some(creation) => {
+                let (parent, baggage) = if super::registry::celery_link_only() { ambient() } else { (Some(creation.clone()), extracted.baggage) };
+                hook.start(name, SpanKind::Consumer, parent.as_ref(), baggage, |rec| {
+                    fill(rec);
+                    let link = Link { trace_id: creation.trace_id, span_id: creation.span_id, trace_state: creation.trace_state.clone(), flags: creation.flags, attributes: Vec::new(), dropped_attributes: 0 };
+                    rec.add_link_limited(link, super::span::limits());
+                })
+            }
             None => {
-                let parent = current::get(py);
-                let parent_span = parent.as_ref().map(|p| p.get());
-                hook.start(name, SpanKind::Consumer, parent_span.map(|s| &s.context), parent_span.and_then(|s| s.baggage.clone()), fill)
+                let (parent, baggage) = ambient();
+                hook.start(name, SpanKind::Consumer, parent.as_ref(), baggage, fill)
             }
         };
         let Some(span) = span else { return Ok(None) };
