@@ -158,6 +158,7 @@ test-suites: dist deploy-tools test-venvs db-servers pyver-tools
 demo: dist
 	$(PY) tests/app/demo.py
 	$(PY) tests/app_fastapi/demo.py
+	$(PY) tests/app_rpc/demo.py
 
 # Weaver's live-check (issue 21) of the demo traffic (make demo's apps, exporting OTLP/gRPC to it) against
 # ferrotel's registry (semconv/) and the semantic conventions it extends, from a local checkout:

@@ -18,12 +18,8 @@ pub struct ConsoleExporter;
 impl SpanExporter for ConsoleExporter {
     fn export(&mut self, batch: &[SpanRecord], resource: &Resource) -> Result<(), String> {
         let resource = attributes(&resource.attributes);
-        let mut out = std::io::stderr().lock();
-        for s in batch {
-            let line = to_json(s, &resource);
-            writeln!(out, "{line}").map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        let lines: Vec<Json> = batch.iter().map(|s| to_json(s, &resource)).collect();
+        write_lines(&lines)
     }
 
     fn target(&self) -> String {
@@ -77,9 +73,20 @@ pub(crate) fn attributes(a: &Attributes) -> Json {
 /// `aggregation_temporality`, `data_points` with their attributes and values), the resource and
 /// scope on each line, as the span lines carry theirs.
 pub fn print_metrics(req: &ExportMetricsServiceRequest) -> Result<(), String> {
+    write_lines(&metrics_to_json(req))
+}
+
+/// One `write` per line: `Display` of a JSON value writes it piece by piece, and stderr is
+/// unbuffered, so a line written that way could be cut by the application's own output to fd 2
+/// (a log line, a traceback) -- seen as an unparsable span line under uvicorn.
+fn write_lines(lines: &[Json]) -> Result<(), String> {
     let mut out = std::io::stderr().lock();
-    for line in metrics_to_json(req) {
-        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    for line in lines {
+        buf.clear();
+        buf.push_str(&line.to_string());
+        buf.push('\n');
+        out.write_all(buf.as_bytes()).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -67,7 +67,10 @@ def main():
         for line in err.splitlines():
             if not line.startswith("{"):
                 continue
-            span = json.loads(line)
+            try:
+                span = json.loads(line)
+            except ValueError:  # not a span line (the app's own output beginning with "{")
+                continue
             a = span["attributes"]
             events = ",".join(e["name"] for e in span["events"])
             print(f"  {span['kind']:<8} {span['name']:<32} status={a.get('http.response.status_code', '-')!s:<4} "

@@ -105,6 +105,7 @@ def test_concurrent_requests_keep_their_own_children(how, operator_install, rece
             assert client["attributes"]["http.response.status_code"] == 200
             assert client["attributes"]["server.port"] == backend.port
             assert client["attributes"]["url.full"].startswith("http://127.0.0.1:%d/users/" % backend.port)
+            assert client["attributes"]["network.protocol.version"] == "1.1"
             assert client["scope_name"] == "ferrotel.aiohttp.client"
         assert sorted(b["parent_span_id"] for b in backends) == sorted(c["span_id"] for c in clients)
         for b in backends:

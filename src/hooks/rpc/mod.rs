@@ -66,7 +66,7 @@ impl RpcHook {
     ///   its name, or None);
     /// - HTTP: `client_start(method, url)`, `server_start(method, scheme, host, path, query,
     ///   headers, peer, version)`; `end(span, status)`, `fail(span, exc, status)` (status: int
-    ///   or None).
+    ///   or None); the client's `end` takes the response's HTTP version `(major, minor)` third.
     fn functions<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let py = slf.py();
         let f = |name: &str, which: Fn| fast_function(py, name, Box::new(RpcFunction { hook: slf.clone().unbind(), which }));
@@ -119,8 +119,9 @@ impl Around for RpcFunction {
                     if let Ok(span) = span.cast::<Span>() {
                         let exc = if fail { arg(args, 1) } else { None };
                         let status = arg(args, if fail { 2 } else { 1 });
+                        let version = if fail { None } else { arg(args, 2) };
                         let _ = quietly("the RPC hook", || {
-                            hook.finish(span.get(), exc.as_ref(), status.as_ref());
+                            hook.finish(span.get(), exc.as_ref(), status.as_ref(), version.as_ref());
                             Ok(())
                         });
                     }
@@ -286,7 +287,7 @@ impl RpcHook {
         Ok(Some(span.into_any()))
     }
 
-    fn finish(&self, span: &Span, exc: Option<&Bound<'_, PyAny>>, status: Option<&Bound<'_, PyAny>>) {
+    fn finish(&self, span: &Span, exc: Option<&Bound<'_, PyAny>>, status: Option<&Bound<'_, PyAny>>, version: Option<&Bound<'_, PyAny>>) {
         if let Some(e) = exc {
             span.record_exception(e);
         }
@@ -297,13 +298,26 @@ impl RpcHook {
             }
             Protocol::Http => {
                 let code = status.and_then(|s| s.extract::<i64>().ok());
-                span.end(|rec| match rec.kind {
-                    SpanKind::Server => sc::finish_server_span(rec, code),
-                    _ => sc::finish_client_span(rec, code),
+                let version = version.and_then(http_version);
+                span.end(|rec| {
+                    if let Some(v) = version {
+                        rec.set(sc::NETWORK_PROTOCOL_VERSION, Text::const_new(v));
+                    }
+                    match rec.kind {
+                        SpanKind::Server => sc::finish_server_span(rec, code),
+                        _ => sc::finish_client_span(rec, code),
+                    }
                 });
             }
         }
     }
+}
+
+/// An HTTP version given as `(major, minor)` (aiohttp's `HttpVersion`), as the
+/// `network.protocol.version` text (`1.1`, `2`).
+fn http_version(v: &Bound<'_, PyAny>) -> Option<&'static str> {
+    let (major, minor): (i64, i64) = v.extract().ok()?;
+    sc::protocol_from_number(major * 10 + minor)
 }
 
 /// A `grpc.StatusCode` (its `name`) or a code name, as the static name.

@@ -45,7 +45,8 @@ def instrument(client):
         span = getattr(ctx, "ferrotel_span", None)
         if span is not None:
             ctx.ferrotel_span = None
-            end(span, params.response.status)
+            response = params.response
+            end(span, response.status, response.version)
 
     async def on_request_exception(session, ctx, params):
         span = getattr(ctx, "ferrotel_span", None)

@@ -48,6 +48,29 @@ def _with_interceptor(args, kwargs, index, *interceptors):
     return args, kwargs
 
 
+def _adopt(wrapper, original):
+    """`wrapper`, named and documented as `original`, which it wraps (``__wrapped__``)."""
+    wrapper.__wrapped__ = original
+    wrapper.__doc__ = original.__doc__
+    wrapper.__name__ = original.__name__
+    wrapper.__qualname__ = original.__qualname__
+    return wrapper
+
+
+def _server_factory(original, interceptor):
+    """``grpc.server`` or ``grpc.aio.server`` with an `interceptor()` appended to its
+    ``interceptors`` (the app's own run first)."""
+
+    def server(*args, **kwargs):
+        try:  # server(thread_pool, handlers, interceptors, ...)
+            args, kwargs = _with_interceptor(args, kwargs, 2, interceptor())
+        except Exception:
+            pass
+        return original(*args, **kwargs)
+
+    return _adopt(server, original)
+
+
 # ---- client ---------------------------------------------------------------------------------
 
 
@@ -138,12 +161,7 @@ def instrument_channel(channel_module):
             original = cls.__dict__.get(name)
             if original is None or not _call_signature_matches(original):
                 continue  # not the grpcio this was written for: that call goes untraced
-            wrapper = kind(original)
-            wrapper.__wrapped__ = original
-            wrapper.__doc__ = original.__doc__
-            wrapper.__name__ = original.__name__
-            wrapper.__qualname__ = original.__qualname__
-            setattr(cls, name, wrapper)
+            setattr(cls, name, _adopt(kind(original), original))
     channel_module._ferrotel_client = True
 
 
@@ -221,11 +239,7 @@ def instrument_aio_client(aio):
                 pass
             return original(target, *args, **kwargs)
 
-        channel.__wrapped__ = original
-        channel.__doc__ = original.__doc__
-        channel.__name__ = original.__name__
-        channel.__qualname__ = original.__qualname__
-        return channel
+        return _adopt(channel, original)
 
     aio.insecure_channel = wrap_channel(aio.insecure_channel)
     aio.secure_channel = wrap_channel(aio.secure_channel)
@@ -439,20 +453,7 @@ def instrument_server(grpc):
             except Exception:
                 return handler
 
-    original = grpc.server
-
-    def server(*args, **kwargs):
-        try:  # server(thread_pool, handlers, interceptors, ...)
-            args, kwargs = _with_interceptor(args, kwargs, 2, ServerInterceptor())
-        except Exception:
-            pass
-        return original(*args, **kwargs)
-
-    server.__wrapped__ = original
-    server.__doc__ = original.__doc__
-    server.__name__ = original.__name__
-    server.__qualname__ = original.__qualname__
-    grpc.server = server
+    grpc.server = _server_factory(grpc.server, ServerInterceptor)
     grpc._ferrotel_server = True
 
 
@@ -470,18 +471,5 @@ def instrument_aio_server(aio):
             except Exception:
                 return handler
 
-    original = aio.server
-
-    def server(*args, **kwargs):
-        try:  # server(thread_pool, handlers, interceptors, ...)
-            args, kwargs = _with_interceptor(args, kwargs, 2, AioServerInterceptor())
-        except Exception:
-            pass
-        return original(*args, **kwargs)
-
-    server.__wrapped__ = original
-    server.__doc__ = original.__doc__
-    server.__name__ = original.__name__
-    server.__qualname__ = original.__qualname__
-    aio.server = server
+    aio.server = _server_factory(aio.server, AioServerInterceptor)
     aio._ferrotel_server = True
