@@ -191,6 +191,8 @@ bench: dist
 	FERROTEL_DIST=$(DIST) $(PY) bench/db.py | tee bench/results/db.md
 	@echo; echo "== gRPC: one unary call with and without the client and server hooks"
 	FERROTEL_DIST=$(DIST) $(PY) bench/rpc.py | tee bench/results/rpc.md
+	@echo; echo "== AWS SDK: one botocore call with and without the hook (no network)"
+	FERROTEL_DIST=$(DIST) $(PY) bench/aws.py | tee bench/results/aws.md
 	@echo; echo "== Celery: one task sent (memory:// transport) and run, with and without the hooks"
 	FERROTEL_DIST=$(DIST) $(PY) bench/messaging.py | tee bench/results/messaging.md
 

@@ -172,6 +172,15 @@ INSTRUMENTATIONS = (
         {"threading": "concurrency.threading:instrument_threading", "concurrent.futures.thread": "concurrency.threading:instrument_executor"},
         "none: parents spans made in threads and executors",
     ),
+    Instrumentation(
+        "gevent",
+        CONCURRENCY,
+        "gevent (gunicorn -k gevent, monkey.patch_all, gevent.pywsgi)",
+        "26.9 (greenlet 3.5)",
+        {"gevent": "concurrency.gevent:instrument", "gevent.pool": "concurrency.gevent:instrument_pool"},
+        "none: parents spans made in spawned greenlets (no upstream instrumentation of this name)",
+        min_version="20.9",
+    ),
     # What the application records itself.
     Instrumentation(
         "logging",
@@ -225,6 +234,16 @@ INSTRUMENTATIONS = (
         {"grpc": "rpc.grpc:instrument_server", "grpc.aio": "rpc.grpc:instrument_aio_server"},
         "SERVER per call, context from call metadata",
         min_version="1.60",
+    ),
+    # Issue 16: AWS SDK calls.
+    Instrumentation(
+        "botocore",
+        RPC,
+        "botocore, boto3 (every service; S3, SQS, DynamoDB attributes)",
+        "1.44",
+        {"botocore.client": "rpc.botocore:instrument"},
+        "CLIENT per API call (Service.Operation); nothing injected, the signed request untouched",
+        min_version="1.20",
     ),
     # Issue 16: Celery.
     Instrumentation(

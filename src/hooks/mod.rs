@@ -36,6 +36,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<db::DbHook>()?;
     m.add_class::<db::DbConnection>()?;
     m.add_class::<rpc::RpcHook>()?;
+    m.add_class::<rpc::botocore::BotocoreHook>()?;
+    m.add_class::<rpc::botocore::AwsClient>()?;
     m.add_class::<messaging::MessagingHook>()?;
     capi::register(m)?;
     http::register(m)?;

@@ -28,6 +28,9 @@ pub struct Span {
     record: Mutex<Option<SpanRecord>>,
     /// The active-requests slot this span holds while open.
     active: Option<active::Slot>,
+    /// A call whose library speaks HTTP underneath (an AWS SDK call): the HTTP client hooks make
+    /// no span and inject nothing while it is current (`Span::leaf`).
+    pub leaf: bool,
 }
 
 impl Span {
@@ -35,20 +38,28 @@ impl Span {
     pub fn new(record: SpanRecord, baggage: Option<String>, recording: bool, active: Option<active::Slot>) -> Self {
         let context = record.context();
         pipeline::note_started();
-        Span { context, baggage, record: Mutex::new(recording.then_some(record)), active: active.filter(|_| recording) }
+        Span { context, baggage, record: Mutex::new(recording.then_some(record)), active: active.filter(|_| recording), leaf: false }
     }
 
     /// A handle for a record a hook already counted as started (`pipeline::note_started`).
     pub fn recorded(record: SpanRecord) -> Self {
         let context = record.context();
-        Span { context, baggage: None, record: Mutex::new(Some(record)), active: None }
+        Span { context, baggage: None, record: Mutex::new(Some(record)), active: None, leaf: false }
     }
 
     /// A handle that only carries an identity (and baggage): another tracer's span or a remote
     /// parent made current through the OpenTelemetry API, so spans started under it are its
     /// children. Records nothing and counts as no started span.
     pub fn context_only(context: SpanContext, baggage: Option<String>) -> Self {
-        Span { context, baggage, record: Mutex::new(None), active: None }
+        Span { context, baggage, record: Mutex::new(None), active: None, leaf: false }
+    }
+
+    /// This span as a leaf: the HTTP request its library sends is part of it, so the HTTP client
+    /// hooks stay out while it is current (no second span for the same call, no header added to
+    /// a request the library has already signed).
+    pub fn leaf(mut self) -> Self {
+        self.leaf = true;
+        self
     }
 
     /// Work on the open record, if the span is still recording.

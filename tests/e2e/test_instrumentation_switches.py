@@ -328,6 +328,8 @@ SWITCHED_ELSEWHERE = {
     "aiohttp_server": "rpc/test_aiohttp.py",
     "grpc_client": "rpc/test_grpc.py",
     "grpc_server": "rpc/test_grpc.py",
+    "gevent": "gevent/test_gevent.py",
+    "botocore": "aws/test_botocore.py",
     "celery": "messaging/test_celery.py",
 }
 

@@ -80,7 +80,8 @@ struct Outgoing<'a> {
     target: &'a str,
 }
 
-/// Start the CLIENT span of a request (None: agent off, or the URL is excluded).
+/// Start the CLIENT span of a request (None: agent off, the URL is excluded, or the current span
+/// is a leaf whose library sends this request).
 fn begin<'py>(py: Python<'py>, profile: &Profile, out: Outgoing<'_>) -> PyResult<Option<Bound<'py, Span>>> {
     let Some(agent) = agent::get() else { return Ok(None) };
     let url = sc::client_url(out.scheme, out.host, out.port, out.target);
@@ -89,6 +90,9 @@ fn begin<'py>(py: Python<'py>, profile: &Profile, out: Outgoing<'_>) -> PyResult
     }
     let parent = current::get(py);
     let parent_span = parent.as_ref().map(|p| p.get());
+    if parent_span.is_some_and(|s| s.leaf) {
+        return Ok(None); // the request of an AWS SDK call: its span is the call's (`Span::leaf`)
+    }
     let parent_ctx = parent_span.map(|s| &s.context);
     let baggage = parent_span.and_then(|s| s.baggage.clone());
     let trace_id = parent_ctx.map_or_else(TraceId::random, |p| p.trace_id);

@@ -16,6 +16,8 @@
 //! A span that is not recorded still carries its identity, so propagation works under any
 //! sampler. Every native step fails open (`guard::quietly`): the call goes on untraced.
 
+pub mod botocore;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};

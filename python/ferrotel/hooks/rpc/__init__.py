@@ -1,1 +1,1 @@
-"""RPC frameworks: gRPC (grpcio, sync and ``grpc.aio``)."""
+"""RPC frameworks: gRPC (grpcio, sync and ``grpc.aio``) and the AWS SDK (botocore)."""
