@@ -220,7 +220,7 @@ def test_flask_view_to_worker_to_downstream(install, module_receiver, broker, wo
     web = gunicorn.start(app_env(install, module_receiver, broker, "celery-web", TASKS_DB=str(db)), app_dir=HERE, app="web_app:app")
     import urllib.request
 
-    order = 4711
+    order = int(time.time() * 1000) % 10**9  # this run's own: the receiver outlives one broker's run
     with urllib.request.urlopen("http://127.0.0.1:%d/orders/%d?downstream=%s/stock" % (web.port, order, downstream.url), timeout=30) as resp:
         task_id = json.loads(resp.read())["task_id"]
 
