@@ -160,6 +160,7 @@ demo: dist
 	$(PY) tests/app_fastapi/demo.py
 	$(PY) tests/app_rpc/demo.py
 	$(PY) tests/aws/demo.py
+	$(PY) tests/messaging/demo.py
 
 # Weaver's live-check (issue 21) of the demo traffic (make demo's apps, exporting OTLP/gRPC to it) against
 # ferrotel's registry (semconv/) and the semantic conventions it extends, from a local checkout:
@@ -194,6 +195,8 @@ bench: dist
 	FERROTEL_DIST=$(DIST) $(PY) bench/rpc.py | tee bench/results/rpc.md
 	@echo; echo "== AWS SDK: one botocore call with and without the hook (no network)"
 	FERROTEL_DIST=$(DIST) $(PY) bench/aws.py | tee bench/results/aws.md
+	@echo; echo "== Celery: one task sent (memory:// transport) and run, with and without the hooks"
+	FERROTEL_DIST=$(DIST) $(PY) bench/messaging.py | tee bench/results/messaging.md
 
 # Instructions per request under callgrind (ferrotel vs no agent), for profiling the request path.
 bench-profile: dist

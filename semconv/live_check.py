@@ -3,10 +3,11 @@
 Weaver listens for OTLP/gRPC on a loopback port; the demos (tests/app/demo.py: Flask under gunicorn,
 with errors, a slow request, streaming and outgoing calls to a second service through requests and
 httpx; tests/app_fastapi/demo.py: FastAPI under uvicorn with concurrent outgoing calls, Django under
-gunicorn; tests/app_rpc/demo.py: a gRPC client and server service, two aiohttp services; tests/aws/demo.py:
-S3, SQS and DynamoDB calls to a local moto server) run with
-the agent exporting their spans and metrics there. Every sample is checked
-against ferrotel's registry (semconv/) together with the semantic-conventions registry it extends.
+gunicorn; tests/app_rpc/demo.py: a gRPC client and server service, two aiohttp services;
+tests/aws/demo.py: S3, SQS and DynamoDB calls to a local moto server; tests/messaging/demo.py:
+Celery's send and process spans, memory:// transport and eager mode) run with the agent exporting
+their spans and metrics there. Every sample is checked against ferrotel's registry (semconv/)
+together with the semantic-conventions registry it extends.
 
 Nothing is downloaded: the semantic conventions come from a local checkout (`--semconv`, default
 $SEMCONV or /opt/semconv; its `model/` folder), put in place of the published dependency of
@@ -36,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = ROOT / "semconv"
 DEMOS = [ROOT / "tests" / "app" / "demo.py", ROOT / "tests" / "app_fastapi" / "demo.py", ROOT / "tests" / "app_rpc" / "demo.py",
-         ROOT / "tests" / "aws" / "demo.py"]
+         ROOT / "tests" / "aws" / "demo.py", ROOT / "tests" / "messaging" / "demo.py"]
 PINNED = "v1.44.0"  # semconv/manifest.yaml's dependency
 PUBLISHED_PATH = "https://github.com/open-telemetry/semantic-conventions@v1.44.0[model]"
 # Improvements accepted: the conventions' own unfinished parts, nothing of ferrotel's.

@@ -17,10 +17,11 @@ SERVERS = "HTTP servers"
 HTTP_CLIENTS = "HTTP clients"
 DATABASES = "Databases and caches"
 RPC = "RPC"
+MESSAGING = "Messaging"
 CONCURRENCY = "Context propagation"
 TELEMETRY = "Application telemetry"
 
-FAMILIES = (SERVERS, HTTP_CLIENTS, DATABASES, RPC, CONCURRENCY, TELEMETRY)
+FAMILIES = (SERVERS, HTTP_CLIENTS, DATABASES, RPC, MESSAGING, CONCURRENCY, TELEMETRY)
 
 
 class Instrumentation:
@@ -243,6 +244,16 @@ INSTRUMENTATIONS = (
         {"botocore.client": "rpc.botocore:instrument"},
         "CLIENT per API call (Service.Operation); nothing injected, the signed request untouched",
         min_version="1.20",
+    ),
+    # Issue 16: Celery.
+    Instrumentation(
+        "celery",
+        MESSAGING,
+        "Celery 5.x (prefork pool, eager mode)",
+        "5.7",
+        {"celery.app.amqp": "messaging.celery:instrument_amqp", "celery.app.trace": "messaging.celery:instrument_worker"},
+        "PRODUCER per task sent, context in the message headers; CONSUMER per task run, its child",
+        min_version="5.0",
     ),
 )
 

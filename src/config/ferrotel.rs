@@ -49,6 +49,7 @@ pub fn processing(r: &mut Reader<'_>) -> ProcessingConfig {
     let db_slow_threshold = r.millis(&["FERROTEL_DB_SLOW_THRESHOLD_MS"], 100);
     let db_query_max_len = if r.bool("FERROTEL_DB_QUERY_TEXT", true) { r.positive("FERROTEL_DB_QUERY_TEXT_MAX_LENGTH", 2048) } else { 0 };
     let db_sqlcommenter = r.bool("FERROTEL_DB_SQLCOMMENTER", false);
+    let celery_link_only = r.bool("FERROTEL_CELERY_LINK_ONLY", false);
     ProcessingConfig {
         span_attributes,
         slow_threshold,
@@ -67,6 +68,7 @@ pub fn processing(r: &mut Reader<'_>) -> ProcessingConfig {
         db_slow_threshold,
         db_query_max_len,
         db_sqlcommenter,
+        celery_link_only,
     }
 }
 

@@ -160,6 +160,9 @@ pub struct ProcessingConfig {
     pub db_query_max_len: usize,
     /// Append a `traceparent` comment to SQL statements (sqlcommenter; `FERROTEL_DB_SQLCOMMENTER`).
     pub db_sqlcommenter: bool,
+    /// Celery: the process span starts its own trace and only links to the message's creation
+    /// context (`FERROTEL_CELERY_LINK_ONLY`; default false: it is that context's child).
+    pub celery_link_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

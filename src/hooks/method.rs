@@ -193,6 +193,12 @@ fn builtin<'py>(py: Python<'py>, name: &str, original: Bound<'py, PyAny>, around
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyCMethod_New(def, target.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut())) }
 }
 
+/// A native stand-in for a plain callable (a closure a library keeps on an instance): calling it
+/// runs `around` with `original`, the arguments passed on as the interpreter's array.
+pub fn function_hook<'py>(py: Python<'py>, name: &str, original: Bound<'py, PyAny>, around: Box<dyn Around>) -> PyResult<Bound<'py, PyAny>> {
+    builtin(py, name, original, around)
+}
+
 /// A native function for a Python-level hook to call on its hot path: a `METH_FASTCALL` builtin
 /// (its arguments arrive as the interpreter's array, no tuple built), where pyo3's own functions
 /// take a tuple and a dict in an abi3 build for 3.9. `around` gets None as its original.

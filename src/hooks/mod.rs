@@ -18,6 +18,7 @@ pub mod span;
 
 pub mod db;
 pub mod http;
+pub mod messaging;
 pub mod rpc;
 
 use pyo3::prelude::*;
@@ -37,6 +38,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rpc::RpcHook>()?;
     m.add_class::<rpc::botocore::BotocoreHook>()?;
     m.add_class::<rpc::botocore::AwsClient>()?;
+    m.add_class::<messaging::MessagingHook>()?;
     capi::register(m)?;
     http::register(m)?;
     otel::register(m)?;

@@ -10,6 +10,8 @@ use crate::config::{InstrumentationConfig, ProcessingConfig};
 
 static INSTRUMENTATION: OnceCell<InstrumentationConfig> = OnceCell::new();
 static DATABASE: OnceCell<DbSettings> = OnceCell::new();
+/// `FERROTEL_CELERY_LINK_ONLY` (see `hooks::messaging`).
+static CELERY_LINK_ONLY: OnceCell<bool> = OnceCell::new();
 
 /// What the database hooks need on the request thread.
 #[derive(Clone, Copy, Debug, Default)]
@@ -24,6 +26,12 @@ pub struct DbSettings {
 pub fn configure(c: &InstrumentationConfig, p: &ProcessingConfig) {
     let _ = INSTRUMENTATION.set(c.clone());
     let _ = DATABASE.set(DbSettings { sqlcommenter: p.db_sqlcommenter, query_text: p.db_query_max_len > 0 });
+    let _ = CELERY_LINK_ONLY.set(p.celery_link_only);
+}
+
+/// Whether a Celery process span only links to the message's creation context.
+pub fn celery_link_only() -> bool {
+    CELERY_LINK_ONLY.get().copied().unwrap_or(false)
 }
 
 pub fn database() -> DbSettings {

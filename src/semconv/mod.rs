@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod http;
+pub mod messaging;
 pub mod rpc;
 pub mod aws;
 pub mod sql;

@@ -330,6 +330,7 @@ SWITCHED_ELSEWHERE = {
     "grpc_server": "rpc/test_grpc.py",
     "gevent": "gevent/test_gevent.py",
     "botocore": "aws/test_botocore.py",
+    "celery": "messaging/test_celery.py",
 }
 
 

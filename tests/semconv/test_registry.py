@@ -29,7 +29,7 @@ ATTRIBUTES = gen_docs.attributes(REGISTRY)
 METRICS = gen_docs.metrics(REGISTRY)
 # The Rust files that name ferrotel's telemetry (span attributes, metric names and their attributes).
 TELEMETRY_SOURCES = [*sorted((REPO / "src" / "processors").glob("*.rs")), *sorted((REPO / "src" / "metrics").glob("*.rs")),
-                     REPO / "src" / "export" / "otlp_metrics.rs"]
+                     REPO / "src" / "export" / "otlp_metrics.rs", *sorted((REPO / "src" / "semconv").glob("*.rs"))]
 
 
 def test_readme_reference_is_generated_from_the_registry():

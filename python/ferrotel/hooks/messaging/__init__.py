@@ -1,0 +1,1 @@
+"""Message queues and task queues (issue 16): Celery."""
