@@ -65,6 +65,7 @@ def cache_profile(cfg: envs.Config, endpoint: str, route: str, n1: int, n2: int)
     app the hook wraps, in processes that both load the agent: per-request deltas of
     instructions and of level-1 instruction/data cache misses."""
     per = {}
+    warm(cfg, endpoint)
     for variant in ("raw", "hooked"):
         got = {}
         for n in (n1, n2):
@@ -87,6 +88,17 @@ def cache_profile(cfg: envs.Config, endpoint: str, route: str, n1: int, n2: int)
     print(f"request thread, per request, route {route}: hooked app minus the app it wraps (agent loaded in both)")
     for e in ("Ir", "I1mr", "D1mr", "D1mw"):
         print(f"  {e:5s} {per['raw'][e]:12,.0f} -> {per['hooked'][e]:12,.0f}   {per['hooked'][e] - per['raw'][e]:+10,.0f}")
+
+
+def warm(cfg: envs.Config, endpoint: str, variant: str = "hooked") -> None:
+    """One short run outside valgrind first: the built tree is installed without bytecode, so the
+    first process compiles (and caches) its modules; under callgrind that one-time cost (millions
+    of instructions) would land in whichever length ran first and skew the difference."""
+    env = cfg.env(endpoint, "bench-profile-warm")
+    env["PYTHONHASHSEED"] = "0"
+    env.update(EXTRA_ENV)
+    subprocess.run([str(cfg.python), str(HERE / "inprocess.py"), "--routes", "/", "--requests", "10", "--chunks", "1",
+                    "--warmup", "10", "--variant", variant], env=env, capture_output=True, text=True)
 
 
 def run_one(cfg: envs.Config, endpoint: str, route: str, n: int) -> dict:
@@ -147,6 +159,7 @@ def main() -> int:
     with Receiver(lazy=True) as rx:
         for name in names:
             runs = {}
+            warm(configs[name], rx.http_endpoint)
             for n in (n1, n2):
                 print(f"profile: {name} route {args.route} n={n} under callgrind ...", flush=True)
                 runs[n] = run_one(configs[name], rx.http_endpoint, args.route, n)

@@ -331,7 +331,10 @@ impl Logs {
         let lane = Lane::start("ferrotel-logs", capacity, move || {
             let mut exporters = export::logs::build(&p.settings.config.logs);
             let mut failing = vec![false; exporters.len()];
-            move |batch: Vec<LogRecord>| export_logs(p, &mut exporters, &mut failing, &batch, &resource)
+            move |batch: Vec<LogRecord>| {
+                export_logs(p, &mut exporters, &mut failing, &batch, &resource);
+                crate::logs::recycle(batch);
+            }
         });
         Some(Logs { p, batch: Vec::with_capacity(cfg.batch.max_export_batch_size), last_send: Instant::now(), lane })
     }

@@ -161,7 +161,7 @@ fn closing_callbacks<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py
     }
     let Some(callbacks) = body.getattr_opt(intern!(py, "_callbacks"))?.and_then(|c| c.cast_into::<pyo3::types::PyList>().ok()) else { return Ok(None) };
     // Werkzeug puts `Response.close` last: its response tells whether the body is streamed.
-    let Some(last) = callbacks.iter().last() else { return Ok(None) };
+    let Some(last) = callbacks.len().checked_sub(1).map(|i| callbacks.get_item(i)).transpose()? else { return Ok(None) };
     let Some(response) = last.getattr_opt(intern!(py, "__self__"))? else { return Ok(None) };
     let Some(inner) = response.getattr_opt(intern!(py, "response"))? else { return Ok(None) };
     Ok((inner.is_instance_of::<pyo3::types::PyList>() || inner.is_instance_of::<PyTuple>()).then_some(callbacks))
@@ -480,8 +480,10 @@ pub struct StartResponse {
 
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, *exc_info))]
-    fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    /// `exc_info` as PEP 3333 gives it (an optional third argument): a fixed signature, so the
+    /// call passes its arguments without building a tuple for `*args`.
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         quietly("the WSGI start_response hook", || {
             guard::inject(TestFault::StartResponse);
             let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(|t| sc::status_code(&t)));
@@ -506,7 +508,10 @@ impl StartResponse {
                 .unwrap_or(Ok(()))
         });
         let inner = self.inner.bind(py);
-        let result = if exc_info.is_empty() { inner.call1((status, headers))? } else { inner.call1((status, headers, exc_info.get_item(0)?))? };
+        let result = match exc_info {
+            None => inner.call1((status, headers))?,
+            Some(exc_info) => inner.call1((status, headers, exc_info))?,
+        };
         Ok(result.unbind())
     }
 }
