@@ -35,6 +35,8 @@ import envs  # noqa: E402
 from support.otlp_receiver import Receiver  # noqa: E402
 
 OUT = HERE / "results" / "callgrind"
+EXTRA_ENV: dict = {}  # --env: added to every run's environment
+LABEL = ""  # --label: suffix of the kept callgrind files
 WARMUP = 200
 
 
@@ -63,14 +65,16 @@ def cache_profile(cfg: envs.Config, endpoint: str, route: str, n1: int, n2: int)
     app the hook wraps, in processes that both load the agent: per-request deltas of
     instructions and of level-1 instruction/data cache misses."""
     per = {}
+    warm(cfg, endpoint)
     for variant in ("raw", "hooked"):
         got = {}
         for n in (n1, n2):
-            stem = OUT / f"cache-{variant}-{n}.out"
+            stem = OUT / f"cache-{variant}{LABEL}-{n}.out"
             for old in glob.glob(f"{stem}*"):
                 os.remove(old)
             env = cfg.env(endpoint, f"bench-profile-cache-{variant}")
             env["PYTHONHASHSEED"] = "0"
+            env.update(EXTRA_ENV)
             print(f"profile: cache simulation, {variant} n={n} ...", flush=True)
             cmd = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--separate-threads=yes", f"--callgrind-out-file={stem}",
                    str(cfg.python), str(HERE / "inprocess.py"), "--routes", route, "--requests", str(n), "--chunks", "1",
@@ -86,13 +90,25 @@ def cache_profile(cfg: envs.Config, endpoint: str, route: str, n1: int, n2: int)
         print(f"  {e:5s} {per['raw'][e]:12,.0f} -> {per['hooked'][e]:12,.0f}   {per['hooked'][e] - per['raw'][e]:+10,.0f}")
 
 
+def warm(cfg: envs.Config, endpoint: str, variant: str = "hooked") -> None:
+    """One short run outside valgrind first: the built tree is installed without bytecode, so the
+    first process compiles (and caches) its modules; under callgrind that one-time cost (millions
+    of instructions) would land in whichever length ran first and skew the difference."""
+    env = cfg.env(endpoint, "bench-profile-warm")
+    env["PYTHONHASHSEED"] = "0"
+    env.update(EXTRA_ENV)
+    subprocess.run([str(cfg.python), str(HERE / "inprocess.py"), "--routes", "/", "--requests", "10", "--chunks", "1",
+                    "--warmup", "10", "--variant", variant], env=env, capture_output=True, text=True)
+
+
 def run_one(cfg: envs.Config, endpoint: str, route: str, n: int) -> dict:
     """Instruction totals of one run: {"main": ..., "all": ..., "threads": k}."""
-    stem = OUT / f"{envs_slug(cfg.name)}-{n}.out"
+    stem = OUT / f"{envs_slug(cfg.name)}{LABEL}-{n}.out"
     for old in glob.glob(f"{stem}*"):
         os.remove(old)
     env = cfg.env(endpoint, f"bench-profile-{envs_slug(cfg.name)}-{n}")
     env["PYTHONHASHSEED"] = "0"
+    env.update(EXTRA_ENV)
     cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={stem}",
            str(cfg.python), str(HERE / "inprocess.py"), "--routes", route, "--requests", str(n), "--chunks", "1",
            "--warmup", str(WARMUP)]
@@ -116,7 +132,15 @@ def main() -> int:
     ap.add_argument("--route", default="/")
     ap.add_argument("--upstream", action="store_true", help="also the pure-Python agent (slow under valgrind)")
     ap.add_argument("--cache", action="store_true", help="cache simulation: hooked vs unwrapped app (see cache_profile)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra environment for the agent's runs, e.g. OTEL_TRACES_SAMPLER_ARG=0.01 (repeatable)")
+    ap.add_argument("--label", default="", help="suffix for the kept callgrind files (to keep runs with different --env apart)")
     args = ap.parse_args()
+    for item in args.env:
+        k, _, v = item.partition("=")
+        EXTRA_ENV[k] = v
+    global LABEL
+    LABEL = args.label
     n1, n2 = sorted(args.lengths)
     if n1 == n2:
         raise SystemExit("profile: the two lengths must differ")
@@ -135,6 +159,7 @@ def main() -> int:
     with Receiver(lazy=True) as rx:
         for name in names:
             runs = {}
+            warm(configs[name], rx.http_endpoint)
             for n in (n1, n2):
                 print(f"profile: {name} route {args.route} n={n} under callgrind ...", flush=True)
                 runs[n] = run_one(configs[name], rx.http_endpoint, args.route, n)

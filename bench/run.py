@@ -44,7 +44,7 @@ import startup  # noqa: E402
 from support.otlp_receiver import Receiver  # noqa: E402
 
 RESULTS = HERE / "results"
-PARTS = ("inprocess", "server", "startup", "pipeline")
+PARTS = ("inprocess", "server", "startup", "pipeline", "logging")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -65,13 +65,23 @@ class SpanTally:
     def __init__(self, rx: Receiver):
         self.rx = rx
         self.counts = collections.Counter()
+        # The last cumulative `http.server.request.duration` count each service pushed.
+        self.requests_counted: dict = {}
         self.errors: list[str] = []
 
     def drain(self) -> None:
         with self.rx._cond:  # reentrant: take and clear atomically, so memory stays flat
             reqs = self.rx.requests("traces")
+            metric_reqs = self.rx.requests("metrics")
             self.errors += self.rx.errors()
             self.rx.clear()
+        for req in metric_reqs:
+            for rm in req.message.resource_metrics:
+                service = next((kv.value.string_value for kv in rm.resource.attributes if kv.key == "service.name"), "?")
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        if m.name == "http.server.request.duration":
+                            self.requests_counted[service] = sum(dp.count for dp in m.histogram.data_points)
         for req in reqs:
             for rs in req.message.resource_spans:
                 service = next((kv.value.string_value for kv in rs.resource.attributes if kv.key == "service.name"), "?")
@@ -152,6 +162,9 @@ def run_inprocess(configs, rx_endpoint: str, tally: SpanTally) -> dict:
         print("bench: in-process paired (ferrotel, one process) "
               + "  ".join(f"{r} +{paired[r]['overhead_us']:.2f} µs" for r in routes)
               + f"  spans {received}/{out['total_sent']}", flush=True)
+    paired_ratio = None
+    if envs.FERROTEL in configs:
+        paired_ratio = run_paired_ratio(configs[envs.FERROTEL], rx_endpoint, tally, routes)
     summary = {route: {n: {"median_us": statistics.median(v), "min_us": min(v), "max_us": max(v), "rounds_us": v}
                        for n, v in per_route.items()} for route, per_route in per_round.items()}
     # Overhead: the median of per-round differences to no agent (runs of one round are seconds apart,
@@ -161,9 +174,44 @@ def run_inprocess(configs, rx_endpoint: str, tally: SpanTally) -> dict:
         for n, v in per_route.items():
             summary[route][n]["overhead_us"] = statistics.median(x - b for x, b in zip(v, base))
     return {"settings": {"rounds": rounds, "requests_per_route_per_round": requests, "chunks": 5, "warmup": 300},
-            "routes": summary, "paired": paired, "spans": spans, "agent_loaded": {n: all(r["agent_loaded"] for r in runs if r["config"] == n)
+            "routes": summary, "paired": paired, "paired_ratio": paired_ratio, "spans": spans, "agent_loaded": {n: all(r["agent_loaded"] for r in runs if r["config"] == n)
                                                               for n in names},
             "runs": runs}
+
+
+RATIO_ENV = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01",
+             "OTEL_METRICS_EXPORTER": "otlp"}
+
+
+def run_paired_ratio(cfg, rx_endpoint: str, tally: SpanTally, routes: list[str]) -> dict:
+    """Issue 19: a high-traffic setting, `parentbased_traceidratio` 0.01 with the RED metrics
+    pushed over OTLP; paired in one process as above (hooked vs unwrapped app). The metrics must
+    still count every request sent through the hook: the last cumulative
+    `http.server.request.duration` count the process pushed is compared with that number."""
+    service = "bench-inprocess-paired-ratio"
+    pairs = _env_int("BENCH_PAIRS", 60)
+    env = cfg.env(rx_endpoint, service)
+    env.update(RATIO_ENV)
+    proc = subprocess.run([str(cfg.python), str(HERE / "inprocess.py"), "--paired", str(pairs), "--routes", *routes],
+                          env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"inprocess --paired (ratio) failed ({proc.returncode}):\n{proc.stderr}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 10
+    while tally.requests_counted.get(service, 0) < out["total_sent"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        tally.drain()
+    result = {route: {"overhead_us": statistics.median(v["diffs_us"]), "hooked_us": statistics.median(v["hooked_us"]),
+                      "raw_us": statistics.median(v["raw_us"]), "pairs": pairs,
+                      "q1_us": statistics.quantiles(v["diffs_us"])[0], "q3_us": statistics.quantiles(v["diffs_us"])[2]}
+              for route, v in out["paired"].items()}
+    result["env"] = RATIO_ENV
+    result["requests"] = {"sent": out["total_sent"], "counted": tally.requests_counted.get(service, 0),
+                          "spans_received": tally.counts[service]}
+    print("bench: in-process paired, ratio 0.01 + metrics "
+          + "  ".join(f"{r} +{result[r]['overhead_us']:.2f} µs" for r in routes)
+          + f"  requests counted {result['requests']['counted']}/{out['total_sent']}, spans {tally.counts[service]}", flush=True)
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -313,6 +361,17 @@ def run_pipeline() -> dict:
     return {"spans_per_s": int(m.group(1)), "ns_per_span": int(m.group(2)), "line": out.stdout.strip().splitlines()[-1]}
 
 
+def run_logging() -> dict:
+    """Issue 19's log-record bar (≤ +1 µs per record exported over OTLP): bench/logging_cost.py,
+    fewer rounds than its own default (BENCH_LOG_ROUNDS, BENCH_LOG_RECORDS to change)."""
+    import logging_cost  # bench/ is first on sys.path
+
+    result = {"records": logging_cost.measure_records(_env_int("BENCH_LOG_RECORDS", 20000), _env_int("BENCH_LOG_ROUNDS", 3)),
+              "startup": logging_cost.measure_startup(_env_int("BENCH_STARTUP_REPS", 20))}
+    print("bench: logging\n" + logging_cost.table(result), flush=True)
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
@@ -336,6 +395,8 @@ def main() -> int:
             results["startup"] = run_startup(configs, endpoint, gnu_time)
         if "pipeline" in args.only:
             results["pipeline"] = run_pipeline()
+        if "logging" in args.only:
+            results["logging"] = run_logging()
         tally.drain()
         results["receiver_errors"] = tally.errors
         results["spans_by_service"] = dict(tally.counts)
@@ -343,6 +404,10 @@ def main() -> int:
     meta["elapsed_s"] = round(time.monotonic() - t0, 1)
 
     text = report.render(results)
+    if "logging" in results:
+        import logging_cost  # bench/ is first on sys.path
+
+        text += "\n\n## Log records exported over OTLP (bench/logging_cost.py)\n\n" + logging_cost.table(results["logging"]) + "\n"
     print()
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ pub fn to_json(r: &LogRecord, resource: &Json) -> Json {
         "trace_id": r.trace_id.map(|t| t.to_string()),
         "span_id": r.span_id.map(|s| s.to_string()),
         "trace_flags": r.flags,
-        "attributes": console::attributes(&r.attributes),
+        "attributes": console::attributes(&r.all_attributes()),
         "scope": { "name": r.scope },
         "resource": resource,
     })
@@ -62,7 +62,7 @@ pub fn to_json(r: &LogRecord, resource: &Json) -> Json {
 
 fn body(b: &Body) -> Json {
     match b {
-        Body::Str(s) => json!(s),
+        Body::Str(s) => json!(s.as_str()),
         Body::Int(i) => json!(i),
         Body::F64(f) => json!(f),
         Body::Bool(v) => json!(v),

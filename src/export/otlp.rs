@@ -108,7 +108,7 @@ pub fn key_values(attrs: &Attributes) -> Vec<KeyValue> {
     attrs.iter().map(|(k, v)| KeyValue { key: k.to_string(), value: Some(any_value(v)), ..Default::default() }).collect()
 }
 
-fn any_value(v: &Value) -> AnyValue {
+pub(crate) fn any_value(v: &Value) -> AnyValue {
     let value = match v {
         Value::Str(s) => any_value::Value::StringValue(s.to_string()),
         Value::Int(i) => any_value::Value::IntValue(*i),

@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, In
 use opentelemetry_proto::tonic::logs::v1::{LogRecord as PbLogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
 
-use super::otlp::key_values;
+use super::otlp::{any_value as value_of, key_values};
 use crate::logs::{Body, LogRecord};
 use crate::resource::Resource;
 
@@ -45,7 +45,11 @@ fn encode_record(r: &LogRecord) -> PbLogRecord {
         severity_number: r.severity_number as i32,
         severity_text: r.severity_text.to_string(),
         body: r.body.as_ref().map(body),
-        attributes: key_values(&r.attributes),
+        attributes: {
+            let mut kv = key_values(&r.attributes);
+            kv.extend(r.code.attributes().map(|(k, v)| KeyValue { key: k.to_string(), value: Some(value_of(&v)), ..Default::default() }));
+            kv
+        },
         dropped_attributes_count: 0,
         flags: if r.span_id.is_some() { r.flags as u32 } else { 0 },
         trace_id: r.trace_id.map(|t| t.0.to_vec()).unwrap_or_default(),
@@ -56,7 +60,7 @@ fn encode_record(r: &LogRecord) -> PbLogRecord {
 
 fn body(b: &Body) -> AnyValue {
     let value = match b {
-        Body::Str(s) => any_value::Value::StringValue(s.clone()),
+        Body::Str(s) => any_value::Value::StringValue(s.to_string()),
         Body::Int(i) => any_value::Value::IntValue(*i),
         Body::F64(f) => any_value::Value::DoubleValue(*f),
         Body::Bool(v) => any_value::Value::BoolValue(*v),
@@ -83,7 +87,8 @@ mod tests {
             severity_number: 13,
             severity_text: "WARN".into(),
             body: Some(body),
-            attributes: vec![("code.line.number".into(), Value::Int(42))],
+            attributes: vec![("user.id".into(), Value::Int(42))],
+            code: crate::logs::Code { file: Some("app.py".into()), function: None, line: Some(7) },
             trace_id: Some(TraceId([7; 16])),
             span_id: Some(SpanId([9; 8])),
             flags: 1,
@@ -112,6 +117,8 @@ mod tests {
         assert_eq!((r.severity_number, r.severity_text.as_str(), r.flags), (13, "WARN", 1));
         assert_eq!(r.body.as_ref().unwrap().value, Some(any_value::Value::StringValue("hello".into())));
         assert_eq!(r.time_unix_nano, 1_700_000_000_000_000_000);
+        let keys: Vec<&str> = r.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["user.id", "code.file.path", "code.line.number"], "own attributes, then where it was logged");
         let db = &rl.scope_logs[1].log_records[0];
         assert!(db.trace_id.is_empty() && db.span_id.is_empty() && db.flags == 0);
         match &db.body.as_ref().unwrap().value {

@@ -3,6 +3,8 @@
 //! on the root logger). `python/ferrotel/hooks/logging_hook.py` installs both when the app
 //! imports `logging`.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use pyo3::intern;
@@ -15,10 +17,10 @@ use super::convert;
 use super::current;
 use super::guard::quietly;
 use super::span::{exception_info, Span};
-use crate::logs::{self, Body, LogRecord};
+use crate::logs::{self, Body, Code, LogRecord};
 use crate::pipeline;
 use crate::resource::Resource;
-use crate::span::{now_ns, Attributes, Value};
+use crate::span::{now_ns, Attributes, Key, Value};
 
 /// `logging.setLogRecordFactory(LogRecordFactory(previous, service_name))`: builds the record
 /// with the previous factory, then sets `otelTraceID`, `otelSpanID` (hex, or "0" outside a span),
@@ -148,10 +150,63 @@ fn is_reserved(py: Python<'_>, key: &Bound<'_, PyString>) -> bool {
     capi::utf8(key).is_none_or(|k| RESERVED.contains(&&*k))
 }
 
-fn text(v: Option<Bound<'_, PyAny>>) -> Option<String> {
+/// Text a log record repeats from call to call (its logger's name, file path, function name) is
+/// the same Python `str` object each time (the logger's `name`, the code object's `co_filename`
+/// and `co_name`): its text is kept once, leaked, and handed out as `&'static str` by the
+/// object's address, so the record carries borrowed text instead of three copies made on the
+/// logging thread and freed on the export thread. Each entry holds a reference to its `str`, so
+/// the address cannot be reused by another object. Bounded: at most `INTERN_MAX` entries and
+/// `INTERN_BYTES` of text in a process; past that, text is copied per record as before.
+struct Interner {
+    by_address: HashMap<usize, (Py<PyString>, &'static str), BuildHasherDefault<AddressHasher>>,
+    bytes: usize,
+}
+
+const INTERN_MAX: usize = 4096;
+const INTERN_BYTES: usize = 1 << 20;
+
+static INTERNER: Mutex<Option<Interner>> = Mutex::new(None);
+
+/// Addresses are already well spread: one multiplication.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+impl Interner {
+    /// The text of `s`, borrowed when it is (or can now be) interned, else copied.
+    fn text(&mut self, s: &Bound<'_, PyString>) -> Option<Key> {
+        let address = s.as_ptr() as usize;
+        if let Some((_, t)) = self.by_address.get(&address) {
+            return Some(Key::Borrowed(t));
+        }
+        let t = capi::utf8(s)?;
+        if self.by_address.len() >= INTERN_MAX || self.bytes + t.len() > INTERN_BYTES {
+            return Some(Key::Owned(t.into_owned()));
+        }
+        let leaked: &'static str = Box::leak(t.into_owned().into_boxed_str());
+        self.bytes += leaked.len();
+        self.by_address.insert(address, (s.clone().unbind(), leaked));
+        Some(Key::Borrowed(leaked))
+    }
+}
+
+fn interned(interner: &mut Option<Interner>, v: Option<Bound<'_, PyAny>>) -> Option<Key> {
     let v = v?;
     let s = v.cast::<PyString>().ok()?;
-    capi::utf8(s).map(|t| t.into_owned())
+    interner.get_or_insert_with(|| Interner { by_address: HashMap::default(), bytes: 0 }).text(s)
 }
 
 fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord> {
@@ -161,33 +216,28 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
     let dict = record.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
     let get = |k: &Bound<'py, PyString>| -> Option<Bound<'py, PyAny>> { dict.get_item(k).ok().flatten() };
     let levelno: i64 = get(intern!(py, "levelno")).and_then(|v| v.extract().ok()).unwrap_or(0);
-    let severity_text = logs::severity_text(&text(get(intern!(py, "levelname"))).unwrap_or_default());
+    let levelname = get(intern!(py, "levelname"));
+    let severity_text = logs::severity_text(levelname.as_ref().and_then(|v| v.cast::<PyString>().ok()).and_then(|s| capi::utf8(s)).as_deref().unwrap_or(""));
     let time_ns = match get(intern!(py, "created")).and_then(|v| v.extract::<f64>().ok()) {
         Some(secs) if secs > 0.0 => (secs * 1e9) as u64,
         _ => observed_ns,
     };
-    let scope = text(get(intern!(py, "name"))).unwrap_or_default();
     let body = message(py, record, &dict)?;
+    // The GIL is held: the lock is never contended (and not held across Python code).
+    let (scope, code) = {
+        let mut interner = INTERNER.lock().unwrap_or_else(|p| p.into_inner());
+        let scope = interned(&mut interner, get(intern!(py, "name"))).unwrap_or(Key::Borrowed(""));
+        let code = Code {
+            file: interned(&mut interner, get(intern!(py, "pathname"))),
+            function: interned(&mut interner, get(intern!(py, "funcName"))),
+            line: get(intern!(py, "lineno")).and_then(|v| v.extract::<i64>().ok()),
+        };
+        (scope, code)
+    };
 
-    let mut attributes: Attributes = Vec::with_capacity(8);
-    for (k, v) in dict.iter() {
-        let Ok(k) = k.cast_into::<PyString>() else { continue };
-        if is_reserved(py, &k) {
-            continue;
-        }
-        if let (Some(key), Some(v)) = (capi::utf8(&k), convert::value(&v)) {
-            attributes.push((key.to_string().into(), v));
-        }
-    }
-    if let Some(path) = text(get(intern!(py, "pathname"))) {
-        attributes.push(("code.file.path".into(), Value::Str(path.into())));
-    }
-    if let Some(func) = text(get(intern!(py, "funcName"))) {
-        attributes.push(("code.function.name".into(), Value::Str(func.into())));
-    }
-    if let Some(line) = get(intern!(py, "lineno")).and_then(|v| v.extract::<i64>().ok()) {
-        attributes.push(("code.line.number".into(), Value::Int(line)));
-    }
+    // Most records carry no extras: the list stays empty (no allocation).
+    let mut attributes: Attributes = Vec::new();
+    extras(py, &dict, &mut attributes);
     if let Some(exc_info) = get(intern!(py, "exc_info")) {
         if let Ok(t) = exc_info.cast::<PyTuple>() {
             if t.len() == 3 {
@@ -217,11 +267,69 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
         severity_text,
         body,
         attributes,
+        code,
         trace_id,
         span_id,
         flags,
-        scope: scope.into(),
+        scope,
     })
+}
+
+/// How many of a record's last attributes `extras` looks at first.
+const EXTRAS_WINDOW: usize = 8;
+
+/// The record's own attributes (`extra=`, or set by a filter): its names that are not
+/// `LogRecord`'s. `LogRecord.__init__` sets the standard attributes first, the record factory the
+/// correlation fields, `makeRecord` the `extra=` ones after both, and filters and formatters
+/// append theirs (a formatter's `message` and `asctime` come last); a dict iterates in insertion
+/// order. So every name of the record's own follows the last of those set before it: the last
+/// `EXTRAS_WINDOW` entries are read first, and all of them only when the first entry of that
+/// window is not one set before the extras (more extras than the window holds). Reading ~8
+/// entries instead of ~28 is most of what a record costs here. (An attribute the app deleted and
+/// set again moves to the end; a standard one treated so could hide extras before it: nothing
+/// does that to a `LogRecord`.)
+fn extras(py: Python<'_>, dict: &Bound<'_, PyDict>, attributes: &mut Attributes) {
+    let start = dict.len().saturating_sub(EXTRAS_WINDOW);
+    if start > 0 && scan(py, dict, start, attributes) {
+        return;
+    }
+    attributes.clear();
+    scan(py, dict, 0, attributes);
+}
+
+/// The non-reserved entries from dict position `start` on (insertion order; a position past
+/// deleted entries only starts earlier, never later). With `start` > 0: false, having read
+/// nothing, when the first entry is not a standard attribute set before the extras.
+fn scan(py: Python<'_>, dict: &Bound<'_, PyDict>, start: usize, attributes: &mut Attributes) -> bool {
+    let mut pos = start as pyo3::ffi::Py_ssize_t;
+    let mut key: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    let mut first = start > 0;
+    // SAFETY: `PyDict_Next` (stable ABI) on a dict, with the GIL held; it hands out borrowed
+    // references, which `from_borrowed_ptr` turns into owned ones before any other call.
+    while unsafe { pyo3::ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
+        let (k, v) = unsafe { (Bound::from_borrowed_ptr(py, key), Bound::from_borrowed_ptr(py, value)) };
+        let Ok(k) = k.cast_into::<PyString>() else {
+            if first {
+                return false;
+            }
+            continue;
+        };
+        if first {
+            if !is_reserved(py, &k) || capi::utf8(&k).is_some_and(|n| n == "message" || n == "asctime") {
+                return false;
+            }
+            first = false;
+            continue;
+        }
+        if is_reserved(py, &k) {
+            continue;
+        }
+        if let (Some(key), Some(v)) = (capi::utf8(&k), convert::value(&v)) {
+            attributes.push((key.to_string().into(), v));
+        }
+    }
+    true
 }
 
 /// The body: the formatted message (`getMessage()`), or, as upstream, the object itself when a
@@ -243,7 +351,7 @@ fn message(py: Python<'_>, record: &Bound<'_, PyAny>, dict: &Bound<'_, PyDict>) 
     if let Some(m) = dict.get_item(intern!(py, "message"))? {
         if let Ok(m) = m.cast::<PyString>() {
             if let Some(t) = capi::utf8(m) {
-                return Ok(Some(Body::Str(t.to_string())));
+                return Ok(Some(Body::Str(logs::body_text(&t))));
             }
         }
     }
@@ -255,7 +363,7 @@ fn message(py: Python<'_>, record: &Bound<'_, PyAny>, dict: &Bound<'_, PyDict>) 
     };
     let text = text.str()?;
     Ok(Some(Body::Str(match capi::utf8(&text) {
-        Some(t) => t.to_string(),
+        Some(t) => logs::body_text(&t),
         None => text.to_string_lossy().into_owned(),
     })))
 }

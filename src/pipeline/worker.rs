@@ -112,6 +112,18 @@ fn process(chain: &Chain, fault: bool, red: Option<&mut Red>, mut span: SpanReco
             panic!("injected fault (FERROTEL_TEST_FAULT=processor_panic)");
         }
     }
+    if !span.head.is_sampled() {
+        // Dropped by the head sampler (with metrics on, most spans of a low ratio): only what the
+        // metrics read, unless keep-errors-and-slow exports it after all.
+        chain.enrich_for_metrics(&mut span);
+        if !chain.tail_keeps(&span) {
+            if let Some(red) = red {
+                red.observe(&span);
+            }
+            // Filtered or sampled out (the filter is asked first, as for every span).
+            return Err(chain.decide(&mut span).err().unwrap_or(DropReason::SampledOut));
+        }
+    }
     chain.enrich(&mut span);
     if let Some(red) = red {
         red.observe(&span);
@@ -319,7 +331,10 @@ impl Logs {
         let lane = Lane::start("ferrotel-logs", capacity, move || {
             let mut exporters = export::logs::build(&p.settings.config.logs);
             let mut failing = vec![false; exporters.len()];
-            move |batch: Vec<LogRecord>| export_logs(p, &mut exporters, &mut failing, &batch, &resource)
+            move |batch: Vec<LogRecord>| {
+                export_logs(p, &mut exporters, &mut failing, &batch, &resource);
+                crate::logs::recycle(batch);
+            }
         });
         Some(Logs { p, batch: Vec::with_capacity(cfg.batch.max_export_batch_size), last_send: Instant::now(), lane })
     }
@@ -479,6 +494,38 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_dropped_span_feeds_the_metrics_and_is_kept_only_for_errors_and_slow() {
+        use crate::processors::test_support::{config, server_span};
+        use crate::span::{Head, Status, Value};
+        let cfg = crate::config::Config::from_pairs(&[]);
+        let chain = Chain::new(&config(&[]), &cfg.limits);
+        let mut red = Red::new();
+        let dropped = |ms| {
+            let mut s = server_span("/users/<id>", ms);
+            s.head = Head::RatioDropped;
+            s.flags = 0;
+            s
+        };
+        assert_eq!(process(&chain, false, Some(&mut red), dropped(1)).err(), Some(DropReason::SampledOut));
+        let mut err = dropped(1);
+        err.status = Status::Error(String::new());
+        let kept = process(&chain, false, Some(&mut red), err).expect("an error is kept");
+        assert!(kept.is_sampled());
+        assert_eq!(kept.get("ferrotel.error"), Some(&Value::Bool(true)));
+        let kept = process(&chain, false, Some(&mut red), dropped(150)).expect("a slow request is kept");
+        assert_eq!(kept.get("ferrotel.slow"), Some(&Value::Bool(true)));
+        let mut parent_said_no = dropped(150);
+        parent_said_no.head = Head::Dropped;
+        assert_eq!(process(&chain, false, Some(&mut red), parent_said_no).err(), Some(DropReason::SampledOut));
+        let snap = red.snapshot();
+        assert_eq!(snap.durations.iter().map(|h| h.count).sum::<u64>(), 4, "every span counted");
+        assert_eq!(snap.slow.iter().map(|c| c.value).sum::<u64>(), 2);
+        assert_eq!(snap.errors.iter().map(|c| c.value).sum::<u64>(), 1);
+        let filtering = Chain::new(&config(&[("FERROTEL_FILTER_ROUTES", "/users/*")]), &cfg.limits);
+        assert_eq!(process(&filtering, false, Some(&mut red), dropped(1)).err(), Some(DropReason::Filtered), "the filter is asked first");
+    }
 
     #[test]
     fn a_panic_is_caught_and_costs_only_its_work() {

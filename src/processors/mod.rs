@@ -40,37 +40,64 @@ pub trait SpanProcessor: Send {
 }
 
 pub struct Chain {
-    enrich: Vec<Box<dyn SpanProcessor>>,
+    /// Step 0, and steps 3 and 4: what the metrics read (kept apart for unsampled spans).
+    db: db::Queries,
+    slow: slow::Slow,
+    /// Steps 1 and 2 (redaction, custom attributes), when configured.
+    middle: Vec<Box<dyn SpanProcessor>>,
+    limits: limits::SpanLimits,
     decide: Vec<Box<dyn SpanProcessor>>,
+    keep: sampling::KeepErrorsAndSlow,
 }
 
 impl Chain {
     pub fn new(c: &ProcessingConfig, limits: &crate::config::limits::Limits) -> Self {
-        let mut enrich: Vec<Box<dyn SpanProcessor>> = Vec::new();
-        enrich.push(Box::new(db::Queries::new(c.db_query_max_len)));
+        let mut middle: Vec<Box<dyn SpanProcessor>> = Vec::new();
         if !c.redact_query_keys.is_empty() || !c.redact_headers.is_empty() {
-            enrich.push(Box::new(redact::Redact::new(c)));
+            middle.push(Box::new(redact::Redact::new(c)));
         }
         if !c.span_attributes.is_empty() {
-            enrich.push(Box::new(attributes::CustomAttributes::new(c)));
+            middle.push(Box::new(attributes::CustomAttributes::new(c)));
         }
-        enrich.push(Box::new(slow::Slow::new(c)));
-        enrich.push(Box::new(errors::ErrorEnrichment));
-        enrich.push(Box::new(limits::SpanLimits::new(limits)));
         let mut decide: Vec<Box<dyn SpanProcessor>> = Vec::new();
         let filter = filter::Filter::new(c);
         if !filter.is_empty() {
             decide.push(Box::new(filter));
         }
         decide.push(Box::new(sampling::KeepErrorsAndSlow::new(c)));
-        Chain { enrich, decide }
+        Chain {
+            db: db::Queries::new(c.db_query_max_len),
+            slow: slow::Slow::new(c),
+            middle,
+            limits: limits::SpanLimits::new(limits),
+            decide,
+            keep: sampling::KeepErrorsAndSlow::new(c),
+        }
     }
 
-    /// Steps 1–4: never drop.
+    /// Steps 0–4 and the limits: never drop.
     pub fn enrich(&self, span: &mut SpanRecord) {
-        for p in &self.enrich {
+        let _ = self.db.process(span);
+        for p in &self.middle {
             let _ = p.process(span);
         }
+        let _ = self.slow.process(span);
+        let _ = errors::ErrorEnrichment.process(span);
+        let _ = self.limits.process(span);
+    }
+
+    /// For a span the head sampler dropped: only the steps whose results the metrics read (the
+    /// statement's summary and names, the slow flag, `error.type`). Running `enrich` afterwards
+    /// (when the tail decision keeps it) repeats none of their work.
+    pub fn enrich_for_metrics(&self, span: &mut SpanRecord) {
+        let _ = self.db.process(span);
+        let _ = self.slow.process(span);
+        let _ = errors::ErrorEnrichment.process(span);
+    }
+
+    /// Whether keep-errors-and-slow exports this head-dropped span (after `enrich_for_metrics`).
+    pub fn tail_keeps(&self, span: &SpanRecord) -> bool {
+        self.keep.keeps(span)
     }
 
     /// Steps 5–6: the export decision.

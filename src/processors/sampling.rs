@@ -23,11 +23,19 @@ impl KeepErrorsAndSlow {
     }
 }
 
+impl KeepErrorsAndSlow {
+    /// Whether a span the head sampler dropped is exported after all (its status and slow flag
+    /// already decided).
+    pub fn keeps(&self, span: &SpanRecord) -> bool {
+        span.head == Head::RatioDropped && self.enabled && (errors::is_error(span) || slow::is_slow(span))
+    }
+}
+
 impl SpanProcessor for KeepErrorsAndSlow {
     fn process(&self, span: &mut SpanRecord) -> Result<(), DropReason> {
         match span.head {
             Head::Sampled => Ok(()),
-            Head::RatioDropped if self.enabled && (errors::is_error(span) || slow::is_slow(span)) => {
+            _ if self.keeps(span) => {
                 span.flags |= 0x01;
                 Ok(())
             }

@@ -154,6 +154,49 @@ def test_log_records_are_exported(operator_install, receiver):
     assert records[5]["body"] == "after dictConfig" and records[5]["severity_number"] == 21
 
 
+EXTRAS_SCRIPT = r"""
+import logging, sys
+from ferrotel import _native
+from ferrotel.hooks.otel import logging_hook
+logging.basicConfig(level=logging.INFO, format="APP %(levelname)s %(message)s", stream=sys.stdout)
+log = logging.getLogger("app.extras")
+many = {f"extra.{i}": i for i in range(12)}
+log.info("twelve extras", extra=many)
+
+
+class Tag(logging.Filter):
+    def filter(self, record):
+        record.tenant = "acme"  # set by a filter, after the formatter of the app's handler ran
+        return True
+
+
+log.addFilter(Tag())
+log.info("tagged by a filter")
+# A filter on the export handler itself: records it refuses are not exported.
+logging_hook.handler.addFilter(lambda r: "secret" not in r.getMessage())
+log.info("a secret line")
+log.info("after the handler filter", extra={"k": "v"})
+print("flushed", _native.flush(5000))
+"""
+
+
+def test_extras_past_the_window_filters_and_handler_filters(operator_install, receiver):
+    """Every `extra=` attribute is exported however many there are (the native side reads the
+    last few entries of a record first); a filter's attribute too; a filter added to the export
+    handler still applies (the handler's fast path steps aside)."""
+    out = run_python(EXTRAS_SCRIPT, operator_env(operator_install, receiver.http_endpoint, extra=EXPORT))
+    assert out.returncode == 0, out.stderr
+    records = wait_logs(receiver, 3)
+    assert [r["body"] for r in records] == ["twelve extras", "tagged by a filter", "after the handler filter"], records
+    assert {k: v for k, v in records[0]["attributes"].items() if k.startswith("extra.")} == {f"extra.{i}": i for i in range(12)}
+    assert records[1]["attributes"]["tenant"] == "acme"
+    assert records[2]["attributes"]["k"] == "v" and records[2]["attributes"]["tenant"] == "acme"
+    for r in records:
+        assert r["attributes"]["code.function.name"] == "<module>" and r["attributes"]["code.line.number"] > 0
+        assert r["attributes"]["code.file.path"] == "<string>" and r["scope_name"] == "app.extras"
+        assert not [k for k in r["attributes"] if k.startswith("otel") or k in ("message", "asctime", "msg", "args")]
+
+
 def test_no_export_unless_switched_on(operator_install, receiver):
     script = (
         "import json, logging; from ferrotel import _native; from ferrotel.hooks.otel import logging_hook\n"

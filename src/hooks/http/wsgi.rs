@@ -70,31 +70,36 @@ impl WsgiMiddleware {
 
 fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>, opts: &Options) -> PyResult<Py<PyAny>> {
     let begun = agent::get().and_then(|agent| quietly("the WSGI hook", || begin(py, agent, &environ, &start_response, opts)));
-    let Some((span, wrapped_sr)) = begun else {
+    let Some((span, wrapped_sr, light)) = begun else {
         return Ok(app.call1((environ, start_response))?.unbind());
     };
     let token = quietly("the current-span store", || current::enter(py, &span)).flatten();
     let result = app.call1((environ.clone(), wrapped_sr));
     current::exit(py, token);
+    // A light record (the head sampler dropped it) keeps the environ until it ends, to read the
+    // attributes it skipped should it be exported after all (`server::late_fill_needed`).
+    let late = if light { environ.cast::<PyDict>().ok().map(|e| e.clone().unbind()) } else { None };
     match result {
         Ok(body) => {
             if is_file_wrapper(&environ, &body) {
                 // The server sends it with sendfile() when it recognises its own wrapper: hand it
                 // back untouched; the app's work is done, so the span ends here.
-                span.get().end(finish);
+                end_span(py, span.get(), late.as_ref());
                 return Ok(body.unbind());
             }
             if opts.flask_route {
                 // Flask's usual body: end the span from Werkzeug's own close callbacks instead of
                 // wrapping the body (one small object instead of a wrapper the server iterates).
-                let attached = quietly("the WSGI hook", || closing_callbacks(&body)?.map(|cbs| cbs.append(EndSpan { span: span.clone().unbind() })).transpose());
+                let attached = quietly("the WSGI hook", || {
+                    closing_callbacks(&body)?.map(|cbs| cbs.append(EndSpan { span: span.clone().unbind(), late: late.as_ref().map(|e| e.clone_ref(py)) })).transpose()
+                });
                 if attached.flatten().is_some() {
                     return Ok(body.unbind());
                 }
             }
             let body = body.unbind();
             let wrapped = quietly("the WSGI hook", || {
-                let wrapper = ResponseBody { body: body.clone_ref(py), iter: PyOnceLock::new(), span: span.clone().unbind() };
+                let wrapper = ResponseBody { body: body.clone_ref(py), iter: PyOnceLock::new(), span: span.clone().unbind(), late: late.as_ref().map(|e| e.clone_ref(py)) };
                 // Servers size one-chunk bodies with len() (waitress sets Content-Length that way):
                 // a body with a length keeps it through the wrapper.
                 if body.bind(py).is_instance_of::<pyo3::types::PyList>() || body.bind(py).is_instance_of::<pyo3::types::PyTuple>() {
@@ -106,7 +111,7 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
             match wrapped {
                 Some(w) => Ok(w),
                 None => {
-                    span.get().end(finish);
+                    end_span(py, span.get(), late.as_ref());
                     Ok(body)
                 }
             }
@@ -124,7 +129,7 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
                         rec.set(sc::HTTP_RESPONSE_STATUS_CODE, 500i64);
                     }
                 });
-                span.end(finish);
+                end_span(py, span, late.as_ref());
                 Ok(())
             });
             Err(err)
@@ -156,7 +161,7 @@ fn closing_callbacks<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py
     }
     let Some(callbacks) = body.getattr_opt(intern!(py, "_callbacks"))?.and_then(|c| c.cast_into::<pyo3::types::PyList>().ok()) else { return Ok(None) };
     // Werkzeug puts `Response.close` last: its response tells whether the body is streamed.
-    let Some(last) = callbacks.iter().last() else { return Ok(None) };
+    let Some(last) = callbacks.len().checked_sub(1).map(|i| callbacks.get_item(i)).transpose()? else { return Ok(None) };
     let Some(response) = last.getattr_opt(intern!(py, "__self__"))? else { return Ok(None) };
     let Some(inner) = response.getattr_opt(intern!(py, "response"))? else { return Ok(None) };
     Ok((inner.is_instance_of::<pyo3::types::PyList>() || inner.is_instance_of::<PyTuple>()).then_some(callbacks))
@@ -166,23 +171,25 @@ fn closing_callbacks<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct EndSpan {
     span: Py<Span>,
+    /// A light record's environ (see `end_span`).
+    late: Option<Py<PyDict>>,
 }
 
 #[pymethods]
 impl EndSpan {
-    fn __call__(&self) {
+    fn __call__(&self, py: Python<'_>) {
         quietly("the WSGI body hook", || {
             guard::inject(TestFault::Body);
             Ok(())
         });
-        self.span.get().end(finish);
+        end_span(py, self.span.get(), self.late.as_ref());
     }
 }
 
 impl Drop for EndSpan {
     fn drop(&mut self) {
         // Never called (the server did not close the body): the span ends when this goes away.
-        self.span.get().end(finish);
+        Python::attach(|py| end_span(py, self.span.get(), self.late.as_ref()));
     }
 }
 
@@ -215,7 +222,7 @@ fn begin<'py>(
     environ: &Bound<'py, PyAny>,
     start_response: &Bound<'py, PyAny>,
     opts: &Options,
-) -> PyResult<(Bound<'py, Span>, Bound<'py, StartResponse>)> {
+) -> PyResult<(Bound<'py, Span>, Bound<'py, StartResponse>, bool)> {
     guard::inject(TestFault::Panic);
     let environ = environ.cast::<PyDict>()?;
     let mut found: Vec<(Header, String)> = Vec::new();
@@ -229,17 +236,19 @@ fn begin<'py>(
         }
     }
     let extracted = propagation::extract(&agent.propagators, |h| found.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
-    let (span, recording) = server::start(py, agent, &opts.scope, extracted, |rec| {
+    let (span, recording) = server::start_split(py, agent, &opts.scope, extracted, |rec| red_attributes(environ, rec), |rec| {
         request_attributes(environ, rec)?;
         capture_request_headers(py, agent, environ, rec)
     })?;
+    let light = recording == server::Recording::Light;
+    let recording = recording != server::Recording::No;
     let sr = StartResponse {
         inner: start_response.clone().unbind(),
         span: span.clone().unbind(),
         environ: (opts.flask_route && recording).then(|| environ.clone().unbind()),
         capture: recording && !agent.capture_response_headers.is_empty(),
     };
-    Ok((span, Bound::new(py, sr)?))
+    Ok((span, Bound::new(py, sr)?, light))
 }
 
 static CAPTURE_KEYS: PyOnceLock<Vec<(String, Py<PyString>)>> = PyOnceLock::new();
@@ -346,13 +355,30 @@ fn wsgi_url(environ: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(url)
 }
 
-fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
+/// What every recorded server span carries, sampled or not: the attributes the RED metrics and
+/// the active-requests gauge read (the route and status come from `start_response`).
+fn red_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
     let py = environ.py();
     // Each value is borrowed from the environ's own str (no copy) until it goes into the record;
     // values that are nearly always one of a few constants go in as static text.
     let get = |k: &Bound<'py, PyString>| get_pystr(environ, k);
     let method = get(intern!(py, "REQUEST_METHOD"))?;
     sc::set_method(rec, text(&method).as_deref().unwrap_or("GET"));
+    let scheme_obj = get(intern!(py, "wsgi.url_scheme"))?;
+    let scheme_text = text(&scheme_obj);
+    rec.push(sc::URL_SCHEME, sc::known_or_owned(scheme_text.as_deref().unwrap_or("http"), &sc::SCHEMES));
+    let proto = get(intern!(py, "SERVER_PROTOCOL"))?;
+    let proto = text(&proto);
+    if let Some(v) = proto.as_deref().and_then(sc::protocol_version) {
+        rec.push(sc::NETWORK_PROTOCOL_VERSION, sc::known_or_owned(v, &sc::PROTOCOL_VERSIONS));
+    }
+    Ok(())
+}
+
+/// The rest of a sampled server span's request attributes (after `red_attributes`).
+fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
+    let py = environ.py();
+    let get = |k: &Bound<'py, PyString>| get_pystr(environ, k);
     let script = get(intern!(py, "SCRIPT_NAME"))?;
     let path = get(intern!(py, "PATH_INFO"))?;
     let (script, path) = (text(&script), text(&path));
@@ -390,7 +416,6 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
             rec.push(sc::SERVER_PORT, p as i64);
         }
     }
-    rec.push(sc::URL_SCHEME, sc::known_or_owned(scheme, &sc::SCHEMES));
     let forwarded = get(intern!(py, "HTTP_FORWARDED"))?;
     let xff = get(intern!(py, "HTTP_X_FORWARDED_FOR"))?;
     let (forwarded, xff) = (text(&forwarded), text(&xff));
@@ -408,12 +433,29 @@ fn request_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -
     if let Some(ua) = text(&ua) {
         rec.push(sc::USER_AGENT_ORIGINAL, Text::new(&ua));
     }
-    let proto = get(intern!(py, "SERVER_PROTOCOL"))?;
-    let proto = text(&proto);
-    if let Some(v) = proto.as_deref().and_then(sc::protocol_version) {
-        rec.push(sc::NETWORK_PROTOCOL_VERSION, sc::known_or_owned(v, &sc::PROTOCOL_VERSIONS));
-    }
     Ok(())
+}
+
+/// End a WSGI server span (once). `late`: the environ of a light record (the head sampler dropped
+/// it), which gets the attributes it skipped if it turns out to be exported after all (an error
+/// or a slow request that keep-errors-and-slow keeps) or needs its path for the slow metric.
+fn end_span(py: Python<'_>, span: &Span, late: Option<&Py<PyDict>>) {
+    match late {
+        None => span.end(finish),
+        Some(environ) => span.end(|rec| {
+            finish(rec);
+            if server::late_fill_needed(rec) {
+                let environ = environ.bind(py);
+                quietly("the WSGI hook", || {
+                    request_attributes(environ, rec)?;
+                    match agent::get() {
+                        Some(agent) => capture_request_headers(py, agent, environ, rec),
+                        None => Ok(()),
+                    }
+                });
+            }
+        }),
+    }
 }
 
 /// Close a WSGI server span: status code and error rules, then its name.
@@ -438,8 +480,10 @@ pub struct StartResponse {
 
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, *exc_info))]
-    fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    /// `exc_info` as PEP 3333 gives it (an optional third argument): a fixed signature, so the
+    /// call passes its arguments without building a tuple for `*args`.
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         quietly("the WSGI start_response hook", || {
             guard::inject(TestFault::StartResponse);
             let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(|t| sc::status_code(&t)));
@@ -464,7 +508,10 @@ impl StartResponse {
                 .unwrap_or(Ok(()))
         });
         let inner = self.inner.bind(py);
-        let result = if exc_info.is_empty() { inner.call1((status, headers))? } else { inner.call1((status, headers, exc_info.get_item(0)?))? };
+        let result = match exc_info {
+            None => inner.call1((status, headers))?,
+            Some(exc_info) => inner.call1((status, headers, exc_info))?,
+        };
         Ok(result.unbind())
     }
 }
@@ -485,6 +532,8 @@ pub struct ResponseBody {
     body: Py<PyAny>,
     iter: PyOnceLock<Py<PyIterator>>,
     span: Py<Span>,
+    /// A light record's environ (see `end_span`).
+    late: Option<Py<PyDict>>,
 }
 
 #[pymethods]
@@ -521,7 +570,7 @@ impl ResponseBody {
         };
         match closed {
             Ok(()) => {
-                self.span.get().end(finish);
+                end_span(py, self.span.get(), self.late.as_ref());
                 Ok(())
             }
             Err(err) => {
@@ -537,7 +586,7 @@ impl ResponseBody {
         quietly("the WSGI body hook", || {
             let span = self.span.get();
             span.record_pyerr(py, err);
-            span.end(finish);
+            end_span(py, span, self.late.as_ref());
             Ok(())
         });
     }
@@ -557,6 +606,6 @@ impl SizedResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        self.span.get().end(finish);
+        Python::attach(|py| end_span(py, self.span.get(), self.late.as_ref()));
     }
 }

@@ -28,7 +28,19 @@ _emit = _native.emit_log
 
 
 class Handler(logging.Handler):
-    """Exports the records that reach it as OTLP log records through ferrotel's pipeline."""
+    """Exports the records that reach it as OTLP log records through ferrotel's pipeline.
+
+    While it has no filters, ``handle`` is the native function itself (an instance attribute:
+    ``logging`` calls ``hdlr.handle(record)``), so a record costs no Python frame here; adding a
+    filter brings back the method below, which applies the filters first."""
+
+    def __init__(self, level=logging.NOTSET):
+        super().__init__(level)
+        self.handle = _emit
+
+    def addFilter(self, filter):
+        self.__dict__.pop("handle", None)
+        super().addFilter(filter)
 
     def handle(self, record):
         # Handler.handle without the lock: the native emit is thread-safe and never blocks.
