@@ -60,8 +60,9 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 NO_AGENT, FERROTEL, UPSTREAM = "no agent", "ferrotel", "pure-Python"
-UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "opentelemetry-instrumentation-fastapi"]
-PINNED = ["fastapi", "starlette", "uvicorn", "httptools", "uvloop", "pydantic"]
+UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "opentelemetry-instrumentation-fastapi",
+                     "opentelemetry-instrumentation-django"]
+PINNED = ["fastapi", "starlette", "uvicorn", "httptools", "uvloop", "pydantic", "django"]
 
 
 # --------------------------------------------------------------------------- in-process driver
