@@ -10,7 +10,7 @@ both under the loaded agent, so only the hook's own work differs.
   the agent left it (its middleware stack under the native ASGI middleware, built on the first
   request inside ``Starlette.__call__``). Raw: a second FastAPI app with the same route whose
   stack was built by the original ``build_middleware_stack``.
-- ``django``: a one-file Django app (``/items/<int:item_id>``, no middleware) called through
+- ``django``: bench/django_app.py (``/items/<int:item_id>``, no middleware) called through
   WSGI as gunicorn does (environ copy, ``app(environ, start_response)``, body iterated and
   closed). Hooked: Django's ``WSGIHandler`` as the agent patched it (its ``__call__`` and
   ``BaseHandler.resolve_request``). Raw: a ``WSGIHandler`` subclass with the original functions.
@@ -71,71 +71,23 @@ def fastapi_targets():
 
 
 def django_targets():
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        DEBUG=False, SECRET_KEY="bench", ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], MIDDLEWARE=[],
-        INSTALLED_APPS=[], USE_TZ=True, LOGGING_CONFIG=None,
-    )  # fmt: skip
-    django.setup()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app")
+    sys.path.insert(0, str(HERE))
+    import django_app
     from django.core.handlers.base import BaseHandler
     from django.core.handlers.wsgi import WSGIHandler
+
+    hooked = django_app.application()  # django.setup(); the agent's hooks are on WSGIHandler
 
     class RawHandler(WSGIHandler):
         __call__ = getattr(WSGIHandler.__call__, "__wrapped__", WSGIHandler.__call__)
         resolve_request = getattr(BaseHandler.resolve_request, "__wrapped__", BaseHandler.resolve_request)
 
-    environ = {
-        "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/items/42", "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "54321", "HTTP_HOST": "127.0.0.1:8000",
-        "HTTP_USER_AGENT": "ferrotel-bench/1", "HTTP_ACCEPT": "*/*", "wsgi.url_scheme": "http",
-        "wsgi.input": None, "wsgi.errors": sys.stderr, "wsgi.version": (1, 0), "wsgi.multithread": False,
-        "wsgi.multiprocess": True, "wsgi.run_once": False,
-    }  # fmt: skip
-    import io
-
-    def start_response(status, headers, exc_info=None):
-        return None
-
-    def run(target, n):
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            env = environ.copy()
-            env["wsgi.input"] = io.BytesIO(b"")
-            body = target(env, start_response)
-            for _chunk in body:
-                pass
-            body.close()
-        return time.perf_counter_ns() - t0
-
-    return RawHandler(), WSGIHandler(), run
-
-
-def _django_view(request, item_id):
-    from django.http import HttpResponse
-
-    return HttpResponse("hello")
-
-
-def _urlpatterns():
-    try:
-        from django.urls import path
-
-        return [path("items/<int:item_id>", _django_view)]
-    except Exception:  # imported before settings (the orchestrator): no routes needed
-        return []
-
-
-urlpatterns = _urlpatterns() if "django.conf" in sys.modules else []
+    return RawHandler(), hooked, django_app.drive
 
 
 def worker(app: str, plan: list[tuple[str, int]], warmup: int, chunks: int) -> dict:
     raw, hooked, run = fastapi_targets() if app == "fastapi" else django_targets()
-    if app == "django":
-        global urlpatterns
-        urlpatterns = _urlpatterns()
     targets = {"raw": raw, "hooked": hooked}
     for t in targets.values():
         run(t, warmup)
