@@ -15,9 +15,13 @@ both under the loaded agent, so only the hook's own work differs.
   closed). Hooked: Django's ``WSGIHandler`` as the agent patched it (its ``__call__`` and
   ``BaseHandler.resolve_request``). Raw: a ``WSGIHandler`` subclass with the original functions.
 
-Callgrind: three processes per configuration and app run ``raw x a + hooked x b`` requests for
-(a, b) = (n1, n1), (n2, n1), (n1, n2) after the same warm-up; the differences give instructions
-per request of each variant on the request thread, with the same objects alive in every process
+FastAPI also has ``quiet``: the raw app with FastAPI's per-request telemetry check answered "no"
+as the hook answers it (``NativeTelemetry.enabled``; see README, FastAPI). Hooked minus raw is
+what the app pays with the agent; hooked minus quiet is the hook's own work.
+
+Callgrind: per configuration and app, one process runs every variant n1 times, and one process
+per variant runs that variant n2 times and the others n1 times, after the same warm-up; the
+differences give instructions per request of each variant on the request thread, with the same objects alive in every process
 (heap layout moves a FastAPI request by thousands of instructions between unlike processes).
 Exporter ``none`` for callgrind (the request thread's work is the same; the export thread is
 not counted), OTLP to a local receiver for wall clock. Needs the venvs bench/asgi.py builds.
@@ -47,7 +51,10 @@ OUT = HERE / "results" / "callgrind"
 
 
 def fastapi_targets():
-    """(raw, hooked) ASGI apps and a driver `run(target, n)`."""
+    """(raw, hooked, run, extra): ASGI apps, a driver `run(target, n)`, and more variants by name:
+    ``quiet`` is the raw app with FastAPI's per-request telemetry check answered "no" the way the
+    hook answers it (so hooked minus quiet is the hook's own work, hooked minus raw what the app
+    pays)."""
     sys.path.insert(0, str(HERE))
     import asgi
     from fastapi import FastAPI
@@ -60,14 +67,22 @@ def fastapi_targets():
     async def hello():
         return PlainTextResponse("hello")
 
+    quiet = FastAPI()
+
+    @quiet.get("/")
+    async def hello2():
+        return PlainTextResponse("hello")
+
     build = FastAPI.build_middleware_stack
     raw.middleware_stack = getattr(build, "__wrapped__", build)(raw)
+    quiet.middleware_stack = getattr(build, "__wrapped__", build)(quiet)
+    quiet._native_telemetry.enabled = bool
     loop = asyncio.new_event_loop()
 
     def run(target, n):
         return loop.run_until_complete(asgi._drive(target, n))
 
-    return raw, hooked, run
+    return raw, hooked, run, {"quiet": quiet}
 
 
 def django_targets():
@@ -83,12 +98,13 @@ def django_targets():
         __call__ = getattr(WSGIHandler.__call__, "__wrapped__", WSGIHandler.__call__)
         resolve_request = getattr(BaseHandler.resolve_request, "__wrapped__", BaseHandler.resolve_request)
 
-    return RawHandler(), hooked, django_app.drive
+    return RawHandler(), hooked, django_app.drive, {}
 
 
 def worker(app: str, plan: list[tuple[str, int]], warmup: int, chunks: int) -> dict:
-    raw, hooked, run = fastapi_targets() if app == "fastapi" else django_targets()
-    targets = {"raw": raw, "hooked": hooked}
+    raw, hooked, run, extra = fastapi_targets() if app == "fastapi" else django_targets()
+    targets = {"raw": raw, "hooked": hooked, **extra}
+    targets = {name: targets[name] for name, _ in plan}
     for t in targets.values():
         run(t, warmup)
     gc.collect()
@@ -139,27 +155,30 @@ def callgrind(cfgs, apps, n1, n2, warmup, cache, endpoint, keep):
             env = cfg.env(endpoint, f"bench-profile-asgi-{app}")
             env.update(PYTHONHASHSEED="0", OTEL_TRACES_EXPORTER="none")
             got = {}
+            variants = ["raw", "hooked"] + (["quiet"] if app == "fastapi" else [])
+            plans = [tuple(n1 for _ in variants)] + [tuple(n2 if i == j else n1 for i in range(len(variants))) for j in range(len(variants))]
             with tempfile.TemporaryDirectory() as tmp:
-                for a, b in ((n1, n1), (n2, n1), (n1, n2)):
-                    stem = f"{tmp}/cg.{a}.{b}"
+                for counts in plans:
+                    tag = ".".join(map(str, counts))
+                    stem = f"{tmp}/cg.{tag}"
                     cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={stem}"]
                     if cache:
                         cmd.append("--cache-sim=yes")
-                    cmd += _worker_cmd(cfg, app, [("raw", a), ("hooked", b)], warmup, 1)
-                    print(f"profile_asgi: {app} / {name}: raw x{a} + hooked x{b} under callgrind ...", file=sys.stderr, flush=True)
+                    cmd += _worker_cmd(cfg, app, list(zip(variants, counts)), warmup, 1)
+                    print(f"profile_asgi: {app} / {name}: {' + '.join(f'{v} x{c}' for v, c in zip(variants, counts))} under callgrind ...",
+                          file=sys.stderr, flush=True)
                     subprocess.run(cmd, env=env, cwd=str(HERE), check=True, capture_output=True)
-                    got[(a, b)] = _main_thread_totals(stem)
+                    got[counts] = _main_thread_totals(stem)
                     if keep:  # bench/results/callgrind/asgi-<app>-<config>-<a>-<b>-<thread>
                         OUT.mkdir(parents=True, exist_ok=True)
                         for f in glob.glob(f"{stem}-*"):
-                            dest = OUT / f"asgi-{app}-{name.replace(' ', '-')}-{a}-{b}{f[len(stem):]}"
+                            dest = OUT / f"asgi-{app}-{name.replace(' ', '-')}-{tag.replace('.', '-')}{f[len(stem):]}"
                             shutil.copy(f, dest)
             events = EVENTS if cache else ["Ir"]
-            raw = {e: (got[(n2, n1)][e] - got[(n1, n1)][e]) / (n2 - n1) for e in events}
-            hooked = {e: (got[(n1, n2)][e] - got[(n1, n1)][e]) / (n2 - n1) for e in events}
-            rows.append({"app": app, "config": name, "raw": raw, "hooked": hooked})
-            print(f"profile_asgi: {app} / {name}: raw {raw['Ir']:,.0f}, hooked {hooked['Ir']:,.0f} instructions/request "
-                  f"({hooked['Ir'] - raw['Ir']:+,.0f})", file=sys.stderr, flush=True)
+            per = {v: {e: (got[plans[j + 1]][e] - got[plans[0]][e]) / (n2 - n1) for e in events} for j, v in enumerate(variants)}
+            rows.append({"app": app, "config": name, **per})
+            print(f"profile_asgi: {app} / {name}: " + ", ".join(f"{v} {per[v]['Ir']:,.0f}" for v in variants)
+                  + f" instructions/request (hooked - raw {per['hooked']['Ir'] - per['raw']['Ir']:+,.0f})", file=sys.stderr, flush=True)
     return rows
 
 
@@ -217,16 +236,17 @@ def main() -> int:
         else:
             n1, n2 = sorted(args.lengths)
             rows = callgrind(cfgs, args.apps, n1, n2, args.warmup, args.cache, endpoint, args.keep)
-            print(f"| app | configuration | raw instr/request | hooked instr/request | hook's cost | "
-                  f"{'I1 misses | D1 misses |' if args.cache else ''}")
-            print("|---|---|---|---|---|" + ("---|---|" if args.cache else ""))
+            print(f"| app | configuration | raw instr/request | hooked instr/request | hooked - raw (what the app pays) | "
+                  f"hooked - quiet (the hook's own work) | {'I1 misses | D1 misses |' if args.cache else ''}")
+            print("|---|---|---|---|---|---|" + ("---|---|" if args.cache else ""))
             for r in rows:
                 extra = ""
                 if args.cache:
                     extra = (f" {r['hooked']['I1mr'] - r['raw']['I1mr']:+,.0f} | "
                              f"{r['hooked']['D1mr'] + r['hooked']['D1mw'] - r['raw']['D1mr'] - r['raw']['D1mw']:+,.0f} |")
+                own = f"{r['hooked']['Ir'] - r['quiet']['Ir']:+,.0f}" if "quiet" in r else "(same)"
                 print(f"| {r['app']} | {r['config']} | {r['raw']['Ir']:,.0f} | {r['hooked']['Ir']:,.0f} | "
-                      f"{r['hooked']['Ir'] - r['raw']['Ir']:+,.0f} |{extra}")
+                      f"{r['hooked']['Ir'] - r['raw']['Ir']:+,.0f} | {own} |{extra}")
     return 0
 
 

@@ -47,6 +47,18 @@ fn get_str<'py>(scope: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyRes
     Ok(scope.get_item(key)?.and_then(|v| v.cast_into::<PyString>().ok()))
 }
 
+/// `callable(*args)` by vectorcall where the interpreter exports it (3.11+): no argument tuple
+/// (pyo3's `call1` builds one under the 3.9 stable ABI).
+fn call<'py>(callable: &Bound<'py, PyAny>, args: &[&Bound<'py, PyAny>]) -> PyResult<Bound<'py, PyAny>> {
+    let mut ptrs = [std::ptr::null_mut(); 3];
+    let n = args.len().min(ptrs.len());
+    for (slot, arg) in ptrs.iter_mut().zip(args) {
+        *slot = arg.as_ptr();
+    }
+    // SAFETY: `ptrs[..n]` are live references borrowed from `args` for the call; no keywords.
+    unsafe { capi::vectorcall(callable.py(), callable.as_ptr(), ptrs.as_ptr(), n, std::ptr::null_mut()) }
+}
+
 /// The scope key under which the request's span is kept: marks the scope as traced (nested
 /// wrappers pass through) and lets framework hooks find the server span.
 const SCOPE_KEY: &str = "ferrotel.span";
@@ -79,7 +91,7 @@ impl AsgiMiddleware {
         let Some((span, wrapped_send)) = begun else {
             return Ok(app.call1((scope, receive, send))?.unbind());
         };
-        match app.call1((scope, receive, wrapped_send.clone())) {
+        match call(app, &[&scope, &receive, wrapped_send.as_any()]) {
             Ok(coro) => Ok(Py::new(py, AsgiRequest { coro: coro.unbind(), iter: None, direct: false, span: span.unbind(), send: wrapped_send.unbind(), token: None, done: false })?.into_any()),
             Err(err) => {
                 // The app raised before returning an awaitable (not an ASGI 3 coroutine function).
@@ -399,7 +411,7 @@ impl AsgiSend {
         if self.scope.is_some() {
             quietly("the ASGI send hook", || self.observe(py, &message));
         }
-        Ok(self.inner.bind(py).call1((message,))?.unbind())
+        Ok(call(self.inner.bind(py), &[&message])?.unbind())
     }
 }
 
