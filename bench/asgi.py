@@ -60,8 +60,9 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 NO_AGENT, FERROTEL, UPSTREAM = "no agent", "ferrotel", "pure-Python"
-UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "opentelemetry-instrumentation-fastapi"]
-PINNED = ["fastapi", "starlette", "uvicorn", "httptools", "uvloop", "pydantic"]
+UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "opentelemetry-instrumentation-fastapi",
+                     "opentelemetry-instrumentation-django"]
+PINNED = ["fastapi", "starlette", "uvicorn", "httptools", "uvloop", "pydantic", "django"]
 
 
 # --------------------------------------------------------------------------- in-process driver
@@ -102,6 +103,8 @@ def _passthrough(inner):
 
 def inprocess(variant: str, requests: int, chunks: int, warmup: int) -> dict:
     """Per-request µs for `variant` (runs in the configuration's interpreter)."""
+    if variant == "django":
+        return _inprocess_django(requests, chunks, warmup)
     target = app
     if variant == "python-layer":
         target = _passthrough(app)
@@ -120,6 +123,36 @@ def inprocess(variant: str, requests: int, chunks: int, warmup: int) -> dict:
     loop.close()
     agents = {m: m in sys.modules for m in ("ferrotel._native", "opentelemetry.instrumentation.fastapi")}
     return {"variant": variant, "chunks_us": samples, "median_us": statistics.median(samples), "agents": agents}
+
+
+def _inprocess_django(requests: int, chunks: int, warmup: int) -> dict:
+    """bench/django_app.py through WSGI, as gunicorn calls it (DJANGO_SETTINGS_MODULE=django_app)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app")
+    import django_app
+
+    target = django_app.application()
+    django_app.drive(target, warmup)
+    gc.collect()
+    gc.freeze()
+    per = max(1, requests // chunks)
+    samples = [django_app.drive(target, per) / per / 1000.0 for _ in range(chunks)]
+    agents = {m: m in sys.modules for m in ("ferrotel._native", "opentelemetry.instrumentation.django")}
+    return {"variant": "django", "chunks_us": samples, "median_us": statistics.median(samples), "agents": agents}
+
+
+# Rows compared with the no-agent row of the same app: FastAPI's variants with "app", Django's
+# with "django".
+def _base_variant(variant: str) -> str:
+    return "django" if variant == "django" else "app"
+
+
+def _django_env(env: dict, variant: str) -> dict:
+    """The Django rows find their settings (and the pure-Python agent, instrumenting Django at
+    start-up, finds them too): DJANGO_SETTINGS_MODULE and bench/ on PYTHONPATH."""
+    if variant == "django":
+        env = dict(env, DJANGO_SETTINGS_MODULE="django_app")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(HERE)) if p)
+    return env
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -157,7 +190,7 @@ def _inprocess_run(cfg, env, variant, args) -> dict:
         f"import sys; sys.path.insert(0, {str(HERE)!r}); import asgi, json; "
         f"print(json.dumps(asgi.inprocess({variant!r}, {args.requests}, {args.chunks}, {args.warmup})))"
     )
-    out = subprocess.run([str(cfg.python), "-c", code], env=env, capture_output=True, text=True, cwd=str(HERE))
+    out = subprocess.run([str(cfg.python), "-c", code], env=_django_env(env, variant), capture_output=True, text=True, cwd=str(HERE))
     if out.returncode != 0:
         raise SystemExit(f"bench/asgi: in-process {cfg.name}/{variant} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -186,12 +219,13 @@ def callgrind(cfgs, short: int = 1000, long: int = 3000) -> list[dict]:
     if shutil.which("valgrind") is None:
         print("bench/asgi: valgrind unavailable; callgrind part skipped", file=sys.stderr)
         return []
-    plan = [(NO_AGENT, "app"), (NO_AGENT, "python-layer"), (FERROTEL, "app"), (FERROTEL, "public-middleware")]
+    plan = [(NO_AGENT, "app"), (NO_AGENT, "python-layer"), (FERROTEL, "app"), (FERROTEL, "public-middleware"),
+            (NO_AGENT, "django"), (FERROTEL, "django")]
     counts = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, variant in plan:
             cfg = cfgs[name]
-            env = cfg.env("http://127.0.0.1:9", "bench-asgi-callgrind")
+            env = _django_env(cfg.env("http://127.0.0.1:9", "bench-asgi-callgrind"), variant)
             env.update(PYTHONHASHSEED="0", OTEL_TRACES_EXPORTER="none")
             totals = []
             for n in (short, long):
@@ -203,9 +237,8 @@ def callgrind(cfgs, short: int = 1000, long: int = 3000) -> list[dict]:
                 main = next(p for p in sorted(Path(tmp).glob(out.name + "*")) if p.name.endswith("-01"))
                 totals.append(int(next(line for line in main.read_text().splitlines() if line.startswith("summary:")).split()[1]))
             counts[(name, variant)] = (totals[1] - totals[0]) / (long - short)
-    base = counts[(NO_AGENT, "app")]
     return [{"part": "instructions/request (callgrind)", "config": name, "variant": variant, "value": round(v),
-             "overhead_us": f"{v - base:+.0f} instr"} for (name, variant), v in counts.items()]
+             "overhead_us": f"{v - counts[(NO_AGENT, _base_variant(variant))]:+.0f} instr"} for (name, variant), v in counts.items()]
 
 
 def run_all(receiver, seconds: float = 10.0, rounds: int = 3, parts=("inprocess", "server"), args=None) -> list[dict]:
@@ -218,15 +251,16 @@ def run_all(receiver, seconds: float = 10.0, rounds: int = 3, parts=("inprocess"
     if "callgrind" in parts:
         rows += callgrind(cfgs)
     if "inprocess" in parts:
-        plan = [(NO_AGENT, "app"), (NO_AGENT, "python-layer"), (FERROTEL, "app"), (FERROTEL, "public-middleware"), (UPSTREAM, "app")]
+        plan = [(NO_AGENT, "app"), (NO_AGENT, "python-layer"), (FERROTEL, "app"), (FERROTEL, "public-middleware"), (UPSTREAM, "app"),
+                (NO_AGENT, "django"), (FERROTEL, "django"), (UPSTREAM, "django")]
         results = {}
         for _ in range(rounds):  # rotated rounds; the median of all chunks counts
             for name, variant in plan:
                 r = _inprocess_run(cfgs[name], cfgs[name].env(endpoint, f"bench-asgi-{name}"), variant, args)
                 results.setdefault((name, variant), []).extend(r["chunks_us"])
-        base = statistics.median(results[(NO_AGENT, "app")])
         for (name, variant), samples in results.items():
             med = statistics.median(samples)
+            base = statistics.median(results[(NO_AGENT, _base_variant(variant))])
             rows.append({"part": "in-process µs/request", "config": name, "variant": variant, "value": round(med, 2),
                          "overhead_us": round(med - base, 2)})
     if "server" in parts:

@@ -65,6 +65,7 @@ pub const ABI: &[Row] = &[
     Row { name: "PyContextVar_Reset", abi: Abi::Runtime, why: "not in the limited API (public since 3.7); fallback: ContextVar.reset(token)" },
     Row { name: "PyObject_Vectorcall", abi: Abi::Runtime, why: "limited API from 3.12, an exported function from 3.11 (a static inline before); fallback: PyObject_VectorcallDict, else PyObject_Call" },
     Row { name: "PyObject_VectorcallDict", abi: Abi::Runtime, why: "not in the limited API (exported since 3.9); fallback: PyObject_Call with a tuple and a dict" },
+    Row { name: "PyIter_Send", abi: Abi::Runtime, why: "stable ABI from 3.10 (so not for a 3.9 wheel); fallback: the awaitable's __await__() iterator, stepped by next() and send()" },
     Row { name: "PyMethod_New", abi: Abi::Runtime, why: "not in the limited API; fallback: types.MethodType(func, obj)" },
     Row { name: "PyCMethod_New", abi: Abi::Stable39, why: "stable ABI 3.9: the builtins of method.rs (METH_FASTCALL | METH_KEYWORDS, a Target as self)" },
     Row { name: "PyErr_Clear", abi: Abi::Stable39, why: "stable ABI 3.2" },
@@ -83,6 +84,7 @@ type ContextVarReset = unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_i
 type ContextVarGet = unsafe extern "C" fn(*mut PyObject, *mut PyObject, *mut *mut PyObject) -> c_int;
 type VectorcallFn = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, usize, *mut PyObject) -> *mut PyObject;
 type MethodNew = unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject;
+type IterSend = unsafe extern "C" fn(*mut PyObject, *mut PyObject, *mut *mut PyObject) -> c_int;
 
 /// The `Runtime` rows, as found in the running interpreter (`None`: take the fallback).
 #[derive(Default)]
@@ -94,6 +96,7 @@ struct Api {
     vectorcall: Option<VectorcallFn>,
     vectorcall_dict: Option<VectorcallFn>,
     method_new: Option<MethodNew>,
+    iter_send: Option<IterSend>,
 }
 
 static RESOLVED: OnceLock<Api> = OnceLock::new();
@@ -105,6 +108,7 @@ static NONE: Api = Api {
     vectorcall: None,
     vectorcall_dict: None,
     method_new: None,
+    iter_send: None,
 };
 /// Tests: every `Runtime` function takes its fallback.
 static FORCE_FALLBACKS: AtomicBool = AtomicBool::new(false);
@@ -130,6 +134,7 @@ fn api() -> &'static Api {
             vectorcall: find!(c"PyObject_Vectorcall", VectorcallFn),
             vectorcall_dict: find!(c"PyObject_VectorcallDict", VectorcallFn),
             method_new: find!(c"PyMethod_New", MethodNew),
+            iter_send: find!(c"PyIter_Send", IterSend),
         }
     })
 }
@@ -257,6 +262,41 @@ pub unsafe fn vectorcall<'py>(py: Python<'py>, callable: *mut PyObject, args: *c
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyObject_Call(callable, positional.as_ptr(), kwargs_ptr)) }
 }
 
+/// What one `PyIter_Send` step gave.
+pub enum Sent<'py> {
+    /// The coroutine yielded this value (it is suspended).
+    Yielded(Bound<'py, PyAny>),
+    /// The coroutine returned this value (no StopIteration was raised).
+    Returned(Bound<'py, PyAny>),
+    /// The coroutine raised.
+    Raised(PyErr),
+}
+
+/// Whether `iter_send` is available (3.10+, not forced to the fallback).
+pub fn has_iter_send() -> bool {
+    api().iter_send.is_some()
+}
+
+/// `PyIter_Send(iter, arg)`: one step of a coroutine or generator without a StopIteration object
+/// for its return. `None` when the interpreter lacks it (3.9, or the fallbacks are forced).
+pub fn iter_send<'py>(iter: &Bound<'py, PyAny>, arg: &Bound<'py, PyAny>) -> Option<Sent<'py>> {
+    let send = api().iter_send?;
+    let py = iter.py();
+    let mut out: *mut PyObject = std::ptr::null_mut();
+    // SAFETY: GIL held; both objects live; `out` is a new reference for PYGEN_RETURN (0) and
+    // PYGEN_NEXT (1), NULL with an exception set for PYGEN_ERROR (-1).
+    unsafe {
+        Some(match send(iter.as_ptr(), arg.as_ptr(), &mut out) {
+            0 => Sent::Returned(Bound::from_owned_ptr_or_opt(py, out).unwrap_or_else(|| py.None().into_bound(py))),
+            1 => match Bound::from_owned_ptr_or_opt(py, out) {
+                Some(v) => Sent::Yielded(v),
+                None => Sent::Raised(PyErr::fetch(py)),
+            },
+            _ => Sent::Raised(PyErr::fetch(py)),
+        })
+    }
+}
+
 /// A bound method: `func` with `obj` as its first argument.
 pub fn method_new<'py>(func: &Bound<'py, PyAny>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = func.py();
@@ -276,7 +316,7 @@ pub fn method_new<'py>(func: &Bound<'py, PyAny>, obj: &Bound<'py, PyAny>) -> PyR
 #[pyfunction]
 fn _capi(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let a = api();
-    let rows: [(&str, bool); 7] = [
+    let rows: [(&str, bool); 8] = [
         ("PyUnicode_AsUTF8AndSize", a.as_utf8_and_size.is_some()),
         ("PyContextVar_Get", a.context_var_get.is_some()),
         ("PyContextVar_Set", a.context_var_set.is_some()),
@@ -284,6 +324,7 @@ fn _capi(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
         ("PyObject_Vectorcall", a.vectorcall.is_some()),
         ("PyObject_VectorcallDict", a.vectorcall_dict.is_some()),
         ("PyMethod_New", a.method_new.is_some()),
+        ("PyIter_Send", a.iter_send.is_some()),
     ];
     PyList::new(py, rows.iter().map(|(n, ok)| (*n, if *ok { "resolved" } else { "fallback" })))
 }
@@ -307,6 +348,6 @@ mod tests {
     #[test]
     fn every_runtime_row_is_reported_by_capi() {
         let runtime: Vec<&str> = ABI.iter().filter(|r| r.abi == Abi::Runtime).map(|r| r.name).collect();
-        assert_eq!(runtime.len(), 7);
+        assert_eq!(runtime.len(), 8);
     }
 }

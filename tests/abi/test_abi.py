@@ -196,7 +196,8 @@ def pyenv_pythons() -> list[tuple[str, Path]]:
 
 def test_runtime_functions_resolve_on_every_interpreter_at_hand(operator_install):
     """Each Runtime row is found in every CPython here (the fallbacks are for interpreters that
-    do not export one); PyObject_Vectorcall is an exported function from 3.11 on only."""
+    do not export one); PyObject_Vectorcall is an exported function from 3.11 on only, PyIter_Send
+    exists from 3.10 on."""
     table = abi_table()
     runtime = sorted(n for n, how in table.items() if how == "Runtime")
     pythons = [("host", Path(sys.executable))] + pyenv_pythons()
@@ -206,5 +207,6 @@ def test_runtime_functions_resolve_on_every_interpreter_at_hand(operator_install
         report = json.loads(result.stdout)
         assert sorted(report) == runtime, (label, report)
         version = subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True).stdout.strip()
-        expected_fallback = {"PyObject_Vectorcall"} if tuple(map(int, version.split("."))) < (3, 11) else set()
+        v = tuple(map(int, version.split(".")))
+        expected_fallback = ({"PyObject_Vectorcall"} if v < (3, 11) else set()) | ({"PyIter_Send"} if v < (3, 10) else set())
         assert {n for n, how in report.items() if how == "fallback"} == expected_fallback, (label, version, report)

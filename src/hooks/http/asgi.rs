@@ -2,7 +2,9 @@
 //!
 //! `AsgiMiddleware(app)` is an ASGI app. For an `http` scope it reads the request from the scope
 //! (method, path, headers — one pass over the header list), starts the span, wraps `send` and
-//! returns an `AsgiRequest`: a native awaitable that drives the app's coroutine step by step. No
+//! returns an `AsgiRequest`: a native awaitable that drives the app's coroutine step by step
+//! (with `PyIter_Send` on the coroutine itself from 3.10 on: no `__await__` wrapper object, no
+//! StopIteration for its return; through `__await__()` otherwise). No
 //! Python coroutine frame is added: the awaitable makes the span current (ferrotel's ContextVar)
 //! on its first step, in the task that awaits it, and restores the previous value when the app
 //! returns, so every `await`, task and thread-pool call of the request sees the span, and
@@ -24,7 +26,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyString, PyTuple};
 
-use crate::hooks::current;
+use crate::hooks::{capi, current};
 use crate::hooks::guard::quietly;
 use crate::hooks::span::Span;
 use crate::agent::{self, Agent};
@@ -43,6 +45,18 @@ fn text<'a>(s: &'a Bound<'_, PyString>) -> std::borrow::Cow<'a, str> {
 /// `scope[key]` when it is a str.
 fn get_str<'py>(scope: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyString>>> {
     Ok(scope.get_item(key)?.and_then(|v| v.cast_into::<PyString>().ok()))
+}
+
+/// `callable(*args)` by vectorcall where the interpreter exports it (3.11+): no argument tuple
+/// (pyo3's `call1` builds one under the 3.9 stable ABI).
+fn call<'py>(callable: &Bound<'py, PyAny>, args: &[&Bound<'py, PyAny>]) -> PyResult<Bound<'py, PyAny>> {
+    let mut ptrs = [std::ptr::null_mut(); 3];
+    let n = args.len().min(ptrs.len());
+    for (slot, arg) in ptrs.iter_mut().zip(args) {
+        *slot = arg.as_ptr();
+    }
+    // SAFETY: `ptrs[..n]` are live references borrowed from `args` for the call; no keywords.
+    unsafe { capi::vectorcall(callable.py(), callable.as_ptr(), ptrs.as_ptr(), n, std::ptr::null_mut()) }
 }
 
 /// The scope key under which the request's span is kept: marks the scope as traced (nested
@@ -77,8 +91,8 @@ impl AsgiMiddleware {
         let Some((span, wrapped_send)) = begun else {
             return Ok(app.call1((scope, receive, send))?.unbind());
         };
-        match app.call1((scope, receive, wrapped_send.clone())) {
-            Ok(coro) => Ok(Py::new(py, AsgiRequest { coro: coro.unbind(), iter: None, span: span.unbind(), send: wrapped_send.unbind(), token: None, done: false })?.into_any()),
+        match call(app, &[&scope, &receive, wrapped_send.as_any()]) {
+            Ok(coro) => Ok(Py::new(py, AsgiRequest { coro: coro.unbind(), iter: None, direct: false, span: span.unbind(), send: wrapped_send.unbind(), token: None, done: false })?.into_any()),
             Err(err) => {
                 // The app raised before returning an awaitable (not an ASGI 3 coroutine function).
                 quietly("the ASGI hook", || {
@@ -107,8 +121,9 @@ fn begin<'py>(
     excluded: Option<&Py<PyAny>>,
 ) -> PyResult<Option<(Bound<'py, Span>, Bound<'py, AsgiSend>)>> {
     let Ok(scope) = scope.cast::<PyDict>() else { return Ok(None) };
+    let http = intern!(py, "http");
     match scope.get_item(intern!(py, "type"))? {
-        Some(t) if t.eq(intern!(py, "http"))? => {}
+        Some(t) if t.is(http) || t.eq(http)? => {} // servers pass the interned literal
         _ => return Ok(None), // websocket, lifespan, anything else: untraced
     }
     let key = intern!(py, SCOPE_KEY);
@@ -184,7 +199,10 @@ fn read_headers(py: Python<'_>, agent: &Agent, scope: &Bound<'_, PyDict>) -> PyR
         };
         let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else { continue };
         let name = name.as_bytes();
-        let text = || String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let text = || match std::str::from_utf8(value.as_bytes()) {
+            Ok(v) => v.to_owned(),
+            Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        };
         match name {
             b"host" => out.host = Some(text()),
             b"user-agent" => out.user_agent = Some(text()),
@@ -393,7 +411,7 @@ impl AsgiSend {
         if self.scope.is_some() {
             quietly("the ASGI send hook", || self.observe(py, &message));
         }
-        Ok(self.inner.bind(py).call1((message,))?.unbind())
+        Ok(call(self.inner.bind(py), &[&message])?.unbind())
     }
 }
 
@@ -401,7 +419,11 @@ impl AsgiSend {
     fn observe(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
         let Ok(message) = message.cast::<PyDict>() else { return Ok(()) };
         let Some(kind) = message.get_item(intern!(py, "type"))? else { return Ok(()) };
-        if kind.eq(intern!(py, "http.response.body"))? {
+        // One UTF-8 view and a Rust match: no rich comparison per candidate.
+        let Ok(kind) = kind.cast::<PyString>() else { return Ok(()) };
+        let Some(kind) = capi::utf8(kind) else { return Ok(()) };
+        let kind: &str = &kind;
+        if kind == "http.response.body" {
             let more = match message.get_item(intern!(py, "more_body"))? {
                 Some(m) => m.is_truthy()?,
                 None => false,
@@ -409,7 +431,7 @@ impl AsgiSend {
             if !more {
                 let _ = self.response_end_ns.compare_exchange(0, now_ns(), Ordering::Relaxed, Ordering::Relaxed);
             }
-        } else if kind.eq(intern!(py, "http.response.start"))? {
+        } else if kind == "http.response.start" {
             self.started.store(true, Ordering::Relaxed);
             let status = message.get_item(intern!(py, "status"))?.and_then(|s| s.extract::<i64>().ok());
             let route = match &self.scope {
@@ -434,7 +456,7 @@ impl AsgiSend {
                     }
                 })
                 .unwrap_or(Ok(()))?;
-        } else if kind.eq(intern!(py, "http.response.pathsend"))? {
+        } else if kind == "http.response.pathsend" {
             let _ = self.response_end_ns.compare_exchange(0, now_ns(), Ordering::Relaxed, Ordering::Relaxed);
         }
         Ok(())
@@ -453,8 +475,11 @@ fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) ->
 #[pyclass(module = "ferrotel._native")]
 pub struct AsgiRequest {
     coro: Py<PyAny>,
-    /// `coro.__await__()`, taken on the first step.
+    /// `coro.__await__()`, taken on the first step (unless `direct`).
     iter: Option<Py<PyIterator>>,
+    /// `coro` is a native coroutine stepped by `PyIter_Send` itself (3.10+): no `__await__`
+    /// wrapper object, and its return is not a StopIteration (decided on the first step).
+    direct: bool,
     span: Py<Span>,
     send: Py<AsgiSend>,
     /// The ContextVar token that restores the previous current span.
@@ -468,7 +493,9 @@ impl AsgiRequest {
         if let Some(it) = &self.iter {
             return Ok(it.bind(py).clone());
         }
-        self.token = quietly("the current-span store", || current::enter(py, self.span.bind(py))).flatten().map(Bound::unbind);
+        if self.token.is_none() {
+            self.token = quietly("the current-span store", || current::enter(py, self.span.bind(py))).flatten().map(Bound::unbind);
+        }
         let coro = self.coro.bind(py);
         let it = match coro.getattr_opt(intern!(py, "__await__"))? {
             Some(await_) => await_.call0()?,
@@ -477,6 +504,44 @@ impl AsgiRequest {
         let it = it.try_iter()?;
         self.iter = Some(it.clone().unbind());
         Ok(it)
+    }
+
+    /// True when the app's coroutine is stepped directly (`direct`); on the first step, makes the
+    /// span current and decides.
+    fn direct(&mut self, py: Python<'_>) -> bool {
+        if self.direct {
+            return true;
+        }
+        if self.iter.is_some() || self.done || !capi::has_iter_send() {
+            return false;
+        }
+        let Some(coroutine) = coroutine_type(py) else { return false };
+        if !self.coro.bind(py).get_type().is(coroutine) {
+            return false; // another awaitable: through its __await__ iterator
+        }
+        self.token = quietly("the current-span store", || current::enter(py, self.span.bind(py))).flatten().map(Bound::unbind);
+        self.direct = true;
+        true
+    }
+
+    /// One direct step of the app's coroutine with `value` sent in.
+    fn step_direct(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        match capi::iter_send(self.coro.bind(py), value) {
+            Some(capi::Sent::Yielded(v)) => Ok(Some(v.unbind())),
+            Some(capi::Sent::Returned(v)) => {
+                self.finish(py, None);
+                if v.is_none() {
+                    Ok(None) // NULL without an exception: the awaiting frame takes None
+                } else {
+                    Err(PyStopIteration::new_err((v.unbind(),)))
+                }
+            }
+            Some(capi::Sent::Raised(err)) => {
+                self.finish(py, Some(&err));
+                Err(err)
+            }
+            None => Err(PyException::new_err("PyIter_Send vanished")), // unreachable: checked in direct()
+        }
     }
 
     /// The app finished (`err` None), raised, or was closed: end the span, restore the context.
@@ -524,6 +589,9 @@ impl AsgiRequest {
         if self.done {
             return Ok(None);
         }
+        if self.direct(py) {
+            return self.step_direct(py, &py.None().into_bound(py));
+        }
         let step = match self.iterator(py) {
             Ok(mut it) => it.next(),
             Err(e) => Some(Err(e)),
@@ -551,6 +619,12 @@ impl AsgiRequest {
         if self.done {
             return Err(PyStopIteration::new_err(()));
         }
+        if self.direct(py) {
+            return match self.step_direct(py, &value)? {
+                Some(v) => Ok(v),
+                None => Err(PyStopIteration::new_err(())),
+            };
+        }
         let result = match self.iterator(py) {
             Ok(it) => it.call_method1(intern!(py, "send"), (value,)),
             Err(e) => Err(e),
@@ -560,9 +634,13 @@ impl AsgiRequest {
 
     #[pyo3(signature = (typ, val = None, tb = None))]
     fn throw(&mut self, py: Python<'_>, typ: Bound<'_, PyAny>, val: Option<Bound<'_, PyAny>>, tb: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        let result = match (&self.iter, self.done) {
+        let stepping = match &self.iter {
+            Some(it) => Some(it.bind(py).clone().into_any()),
+            None if self.direct => Some(self.coro.bind(py).clone()),
+            None => None,
+        };
+        let result = match (stepping, self.done) {
             (Some(it), false) => {
-                let it = it.bind(py);
                 let name = intern!(py, "throw");
                 match (val, tb) {
                     (None, None) => it.call_method1(name, (typ,)),
@@ -610,6 +688,14 @@ impl Drop for AsgiRequest {
     }
 }
 
+/// `types.CoroutineType`, the type of `async def` functions' coroutines.
+fn coroutine_type(py: Python<'_>) -> Option<&Bound<'_, pyo3::types::PyType>> {
+    static TYPE: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    TYPE.get_or_try_init(py, || -> PyResult<_> { Ok(py.import("types")?.getattr("CoroutineType")?.cast_into::<pyo3::types::PyType>()?.unbind()) })
+        .ok()
+        .map(|t| t.bind(py))
+}
+
 /// Set `http.route` on the server span of the current request (framework hooks whose router
 /// is only visible from Python call this, e.g. Django's resolver).
 pub fn set_server_route(py: Python<'_>, route: String) {
@@ -622,54 +708,17 @@ pub fn set_server_route(py: Python<'_>, route: String) {
     }
 }
 
-/// `/` + Django's route under the script prefix (`request.path` minus `request.path_info`); a
-/// `re_path` pattern loses its anchors.
-fn django_template(path: &str, path_info: &str, route: &str) -> String {
-    let prefix = path.strip_suffix(path_info).unwrap_or("").trim_end_matches('/');
-    let mut tail = route.strip_prefix('^').unwrap_or(route);
-    for suffix in ["$", "\\Z"] {
-        tail = tail.strip_suffix(suffix).unwrap_or(tail);
-    }
-    let tail = tail.strip_prefix('/').unwrap_or(tail);
-    format!("{prefix}/{tail}")
-}
-
-/// Django's resolver route as `http.route`: `request.resolver_match.route` under the
-/// application's script prefix, with a leading slash (`/api/items/<int:item_id>`). A `re_path`
-/// pattern loses its `^`/`$` anchors.
-#[pyfunction]
-pub fn django_route(py: Python<'_>, request: Bound<'_, PyAny>, resolver_match: Bound<'_, PyAny>) {
-    quietly("the Django route hook", || {
-        let Some(route) = resolver_match.getattr_opt(intern!(py, "route"))?.filter(|r| !r.is_none()) else { return Ok(()) };
-        let route: String = route.extract()?;
-        let path: String = request.getattr(intern!(py, "path"))?.extract()?;
-        let path_info: String = request.getattr(intern!(py, "path_info"))?.extract()?;
-        set_server_route(py, django_template(&path, &path_info, &route));
-        Ok(())
-    });
-}
-
 /// Registered by `_native`'s module init.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AsgiMiddleware>()?;
     m.add_class::<AsgiSend>()?;
     m.add_class::<AsgiRequest>()?;
-    m.add_function(wrap_pyfunction!(django_route, m)?)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn django_routes_get_a_leading_slash_and_the_script_prefix() {
-        assert_eq!(django_template("/api/items/7", "/api/items/7", "api/items/<int:item_id>"), "/api/items/<int:item_id>");
-        assert_eq!(django_template("/", "/", ""), "/");
-        assert_eq!(django_template("/app/api/x", "/api/x", "api/x"), "/app/api/x");
-        assert_eq!(django_template("/legacy/2024/", "/legacy/2024/", "^legacy/(?P<year>[0-9]{4})/$"), "/legacy/(?P<year>[0-9]{4})/");
-        assert_eq!(django_template("/a", "/a", "a\\Z"), "/a");
-    }
 
     #[test]
     fn joins_repeated_headers() {

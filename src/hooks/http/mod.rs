@@ -4,6 +4,7 @@
 
 pub mod asgi;
 pub mod client;
+pub mod django;
 pub mod headers;
 pub mod server;
 pub mod wsgi;
@@ -18,5 +19,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::StartResponse>()?;
     m.add_class::<wsgi::ResponseBody>()?;
     m.add_class::<wsgi::SizedResponseBody>()?;
+    django::register(m)?;
     asgi::register(m)
 }

@@ -98,6 +98,22 @@ def instrument_hypercorn(app_wrappers):
     cls._ferrotel_instrumented = True
 
 
+def _fastapi_telemetry_off(app):
+    """FastAPI (0.16x) asks on every request, before its middleware stack, whether an
+    OpenTelemetry provider is configured (``NativeTelemetry.enabled()``: three environment reads
+    and three provider look-ups, measured by bench/profile_asgi.py) unless ``scope`` holds its
+    ``fastapi.telemetry`` key -- which ferrotel's wrapper sets, but only once inside the stack,
+    after the question. The app's answer from now on is "no", as it is for an app under uvicorn or
+    hypercorn (their wrapper sets the key first): the request keeps one SERVER span, ferrotel's.
+    ``bool()`` is ``False``: a C call, no Python frame."""
+    try:
+        telemetry = app.__dict__.get("_native_telemetry")
+        if telemetry is not None and callable(getattr(type(telemetry), "enabled", None)):
+            telemetry.enabled = bool
+    except Exception:  # another FastAPI: it keeps asking
+        pass
+
+
 def instrument_middleware_stack(cls, scope):
     """Wrap what ``cls.build_middleware_stack()`` returns (Starlette, FastAPI)."""
     original = cls.__dict__.get("build_middleware_stack")
@@ -109,7 +125,10 @@ def instrument_middleware_stack(cls, scope):
 
     def build_middleware_stack(self):
         stack = original(self)
-        return stack if isinstance(stack, _Native) else _Native(stack, scope, excluded)
+        if isinstance(stack, _Native):
+            return stack
+        _fastapi_telemetry_off(self)
+        return _Native(stack, scope, excluded)
 
     build_middleware_stack._ferrotel = True
     build_middleware_stack.__wrapped__ = original

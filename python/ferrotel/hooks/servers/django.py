@@ -6,7 +6,8 @@ functions when Django's own modules are imported, and act only inside requests. 
 and a one-file app that calls ``settings.configure()`` itself boot exactly as without the agent.
 
 - ``WSGIHandler.__call__``: each WSGI request runs under the native WSGI middleware (span,
-  status, body timing). ASGI Django is traced by the ASGI server hooks (uvicorn, hypercorn).
+  status, body timing). Both this hook and the next are native methods (``src/hooks/http/django.rs``):
+  no Python frame per request. ASGI Django is traced by the ASGI server hooks (uvicorn, hypercorn).
 - ``BaseHandler.resolve_request``: once Django's resolver matched, ``request.resolver_match.route``
   becomes ``http.route`` -- with a leading slash and the script prefix, e.g.
   ``/api/items/<int:item_id>`` (see README: the same shape as url.path and the other frameworks'
@@ -14,8 +15,6 @@ and a one-file app that calls ``settings.configure()`` itself boot exactly as wi
 - ``handle_uncaught_exception``: the exception Django turns into its 500 page is recorded on the
   span (an ``exception`` event); Django's response is unchanged.
 """
-
-import types
 
 from ferrotel import _native
 from ferrotel.hooks._urls import excluded_for
@@ -28,18 +27,10 @@ def instrument_wsgi(wsgi):
     cls = wsgi.WSGIHandler
     if getattr(cls, "_ferrotel_instrumented", False):
         return
-    original = cls.__call__
     excluded = excluded_for("django")  # OTEL_PYTHON_DJANGO_EXCLUDED_URLS / OTEL_PYTHON_EXCLUDED_URLS
-
-    def __call__(self, environ, start_response):
-        middleware = self.__dict__.get("_ferrotel_wsgi")
-        if middleware is None:
-            middleware = self._ferrotel_wsgi = _native.WsgiMiddleware(types.MethodType(original, self), _SCOPE, False, excluded)
-        return middleware(environ, start_response)
-
-    __call__.__wrapped__ = original
-    __call__.__doc__ = original.__doc__
-    cls.__call__ = __call__
+    # A native method (no Python frame): each handler's requests go through its own native WSGI
+    # middleware, around the original __call__ bound to it. __wrapped__ gives the original.
+    cls.__call__ = _native.django_wsgi_hook(cls.__call__, _SCOPE, excluded)
     cls._ferrotel_instrumented = True
 
 
@@ -47,18 +38,10 @@ def instrument_base(base):
     """Called with ``django.core.handlers.base``."""
     cls = base.BaseHandler
     original = cls.__dict__.get("resolve_request")  # Django 3.1+
-    if original is None or getattr(original, "_ferrotel", False):
+    if original is None or isinstance(original, _native.MethodHook):
         return
-    route = _native.django_route
-
-    def resolve_request(self, request):
-        match = original(self, request)
-        route(request, match)
-        return match
-
-    resolve_request._ferrotel = True
-    resolve_request.__wrapped__ = original
-    cls.resolve_request = resolve_request
+    # A native method: the original, then the resolver's route onto the server span.
+    cls.resolve_request = _native.django_resolve_hook(original)
 
 
 def instrument_exception(exception):
