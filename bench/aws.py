@@ -94,14 +94,7 @@ UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "ope
 def build() -> dict:
     """The bench's own venvs, botocore pinned to the project's."""
     pins = ["botocore==" + importlib.metadata.version("botocore")]
-    base = envs._ensure_venv(envs.VENVS / "bench-aws-base", pins)
-    up = envs._ensure_venv(envs.VENVS / "bench-aws-upstream", pins + UPSTREAM_PACKAGES)
-    ferrotel_path = f"{envs.DIST}/opentelemetry/instrumentation/auto_instrumentation{os.pathsep}{envs.DIST}"
-    return {
-        envs.NO_AGENT: envs.Config(envs.NO_AGENT, base, "", ""),
-        envs.FERROTEL: envs.Config(envs.FERROTEL, base, ferrotel_path, "ferrotel._native"),
-        envs.UPSTREAM: envs.Config(envs.UPSTREAM, up, str(envs.upstream_sitecustomize_dir(up)), ""),
-    }
+    return envs.library_configs("aws", pins, UPSTREAM_PACKAGES)
 
 
 def _env(cfg, endpoint):
@@ -119,31 +112,10 @@ def run(cfg, endpoint: str, calls: int, rounds: int) -> dict:
 
 
 def _instructions(cfg, endpoint: str, n: int, variant: str) -> int | None:
-    import glob
-    import re
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}", str(cfg.python), "-c", LOOP, str(n), "0", variant]
-        done = subprocess.run(cmd, env=_env(cfg, endpoint), capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:
-            print(f"bench: callgrind {cfg.name} {variant}: {done.stderr[-800:]}", file=sys.stderr)
-            return None
-        total = 0
-        for f in glob.glob(f"{out}*"):
-            text = Path(f).read_text(errors="replace")
-            m = re.search(r"^summary:\s*(\d+)", text, re.M) or re.search(r"^totals:\s*(\d+)", text, re.M)
-            if m:
-                total += int(m.group(1))
-        return total or None
+    return envs.callgrind_instructions(cfg, _env(cfg, endpoint), ["-c", LOOP, str(n), "0", variant])
 
 
 def callgrind(configs: dict, endpoint: str, lengths=(40, 200)) -> dict | None:
-    import shutil
-
-    if not shutil.which("valgrind"):
-        return None
     plan = [
         ("no agent", configs[envs.NO_AGENT], "hooked"),
         ("ferrotel, original method", configs[envs.FERROTEL], "plain"),
@@ -151,13 +123,7 @@ def callgrind(configs: dict, endpoint: str, lengths=(40, 200)) -> dict | None:
         ("pure-Python, original method", configs[envs.UPSTREAM], "plain"),
         ("pure-Python, hooked", configs[envs.UPSTREAM], "hooked"),
     ]
-    out = {}
-    for label, cfg, variant in plan:
-        counts = [_instructions(cfg, endpoint, n, variant) for n in lengths]
-        if None in counts:
-            return None
-        out[label] = (counts[1] - counts[0]) / (lengths[1] - lengths[0])
-    return out
+    return envs.per_call_instructions(plan, lambda cfg, n, v: _instructions(cfg, endpoint, n, v), lengths)
 
 
 def main() -> int:

@@ -204,3 +204,55 @@ if __name__ == "__main__":
     ensure_gnu_time()
     for cfg in build().values():
         print(cfg)
+
+
+def library_configs(name: str, pins: list[str], upstream_packages: list[str]) -> dict[str, Config]:
+    """The three configurations of a one-library bench (gRPC, botocore, Celery...): its own venvs
+    `.venvs/bench-NAME-{base,upstream}` with the library pinned to the project's version, and the
+    pure-Python agent with `upstream_packages` in the second."""
+    base = _ensure_venv(VENVS / f"bench-{name}-base", pins)
+    up = _ensure_venv(VENVS / f"bench-{name}-upstream", pins + upstream_packages)
+    ferrotel_path = f"{DIST}/opentelemetry/instrumentation/auto_instrumentation{os.pathsep}{DIST}"
+    return {
+        NO_AGENT: Config(NO_AGENT, base, "", ""),
+        FERROTEL: Config(FERROTEL, base, ferrotel_path, "ferrotel._native"),
+        UPSTREAM: Config(UPSTREAM, up, str(upstream_sitecustomize_dir(up)), ""),
+    }
+
+
+def callgrind_instructions(cfg: Config, env: dict, args: list[str]) -> int | None:
+    """Instructions of the whole process (every thread: the application's, the library's and the
+    agent's export thread) for `cfg.python` with `args`, under callgrind."""
+    import glob
+    import re
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}", str(cfg.python), *args]
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        if run.returncode != 0:
+            print(f"bench: callgrind {cfg.name} {' '.join(args[-1:])}: {run.stderr[-800:]}", file=sys.stderr)
+            return None
+        total = 0
+        for f in glob.glob(f"{out}*"):
+            text = Path(f).read_text(errors="replace")
+            m = re.search(r"^summary:\s*(\d+)", text, re.M) or re.search(r"^totals:\s*(\d+)", text, re.M)
+            if m:
+                total += int(m.group(1))
+        return total or None
+
+
+def per_call_instructions(plan, instructions, lengths: tuple[int, int]) -> dict | None:
+    """For each `(label, cfg, variant)` of `plan`, instructions per call: the difference of two loop
+    lengths, so start-up cancels out (`instructions(cfg, n, variant)` counts a loop of n calls).
+    None without valgrind or when a run fails."""
+    if not shutil.which("valgrind"):
+        return None
+    out = {}
+    for label, cfg, variant in plan:
+        counts = [instructions(cfg, n, variant) for n in lengths]
+        if None in counts:
+            return None
+        out[label] = (counts[1] - counts[0]) / (lengths[1] - lengths[0])
+    return out

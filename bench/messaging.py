@@ -101,33 +101,12 @@ print(json.dumps(out))
 
 def _instructions(cfg, endpoint: str, n: int, mode: str) -> int | None:
     """Instructions of the whole process (every thread) for a loop of `n` calls."""
-    import glob
-    import re
-    import tempfile
-
     env = cfg.env(endpoint, "bench-celery")
     env.update(OTEL_BSP_MAX_QUEUE_SIZE="1000000", OTEL_METRICS_EXPORTER="none", PYTHONHASHSEED="0")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}", str(cfg.python), "-c", LOOP, str(n), "0", mode]
-        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-        if run.returncode != 0:
-            print(f"bench: callgrind {cfg.name} {mode}: {run.stderr[-800:]}", file=sys.stderr)
-            return None
-        total = 0
-        for f in glob.glob(f"{out}*"):
-            text = Path(f).read_text(errors="replace")
-            m = re.search(r"^summary:\s*(\d+)", text, re.M) or re.search(r"^totals:\s*(\d+)", text, re.M)
-            if m:
-                total += int(m.group(1))
-        return total or None
+    return envs.callgrind_instructions(cfg, env, ["-c", LOOP, str(n), "0", mode])
 
 
 def callgrind(configs: dict, endpoint: str, lengths=(30, 130)) -> dict | None:
-    import shutil
-
-    if not shutil.which("valgrind"):
-        return None
     plan = [
         ("send, no agent", configs[envs.NO_AGENT], "cg-send"),
         ("send, ferrotel (unhooked sender)", configs[envs.FERROTEL], "cg-send-plain"),
@@ -137,13 +116,7 @@ def callgrind(configs: dict, endpoint: str, lengths=(30, 130)) -> dict | None:
         ("run, ferrotel", configs[envs.FERROTEL], "cg-run"),
         ("run, pure-Python", configs[envs.UPSTREAM], "cg-run"),
     ]
-    out = {}
-    for label, cfg, mode in plan:
-        counts = [_instructions(cfg, endpoint, n, mode) for n in lengths]
-        if None in counts:
-            return None
-        out[label] = (counts[1] - counts[0]) / (lengths[1] - lengths[0])
-    return out
+    return envs.per_call_instructions(plan, lambda cfg, n, v: _instructions(cfg, endpoint, n, v), lengths)
 
 
 UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "opentelemetry-instrumentation-celery"]
@@ -152,14 +125,7 @@ UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "ope
 def build() -> dict:
     """The bench's own venvs, celery and kombu pinned to the project's."""
     pins = ["celery==" + importlib.metadata.version("celery"), "kombu==" + importlib.metadata.version("kombu")]
-    base = envs._ensure_venv(envs.VENVS / "bench-celery-base", pins)
-    up = envs._ensure_venv(envs.VENVS / "bench-celery-upstream", pins + UPSTREAM_PACKAGES)
-    ferrotel_path = f"{envs.DIST}/opentelemetry/instrumentation/auto_instrumentation{os.pathsep}{envs.DIST}"
-    return {
-        envs.NO_AGENT: envs.Config(envs.NO_AGENT, base, "", ""),
-        envs.FERROTEL: envs.Config(envs.FERROTEL, base, ferrotel_path, "ferrotel._native"),
-        envs.UPSTREAM: envs.Config(envs.UPSTREAM, up, str(envs.upstream_sitecustomize_dir(up)), ""),
-    }
+    return envs.library_configs("celery", pins, UPSTREAM_PACKAGES)
 
 
 def run(cfg, endpoint: str, calls: int, rounds: int) -> dict:

@@ -105,33 +105,12 @@ print(json.dumps(out))
 def _instructions(cfg, endpoint: str, n: int, variant: str) -> int | None:
     """Instructions of the whole process (every thread: the client's, gRPC's, the server's
     workers and the agent's export thread) for a loop of `n` calls."""
-    import glob
-    import re
-    import tempfile
-
     env = cfg.env(endpoint, "bench-rpc")
     env.update(OTEL_BSP_MAX_QUEUE_SIZE="1000000", OTEL_METRICS_EXPORTER="none", PYTHONHASHSEED="0")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}", str(cfg.python), "-c", LOOP, str(n), "0", variant]
-        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-        if run.returncode != 0:
-            print(f"bench: callgrind {cfg.name} {variant}: {run.stderr[-800:]}", file=sys.stderr)
-            return None
-        total = 0
-        for f in glob.glob(f"{out}*"):
-            text = Path(f).read_text(errors="replace")
-            m = re.search(r"^summary:\s*(\d+)", text, re.M) or re.search(r"^totals:\s*(\d+)", text, re.M)
-            if m:
-                total += int(m.group(1))
-        return total or None
+    return envs.callgrind_instructions(cfg, env, ["-c", LOOP, str(n), "0", variant])
 
 
 def callgrind(configs: dict, endpoint: str, lengths=(50, 250)) -> dict | None:
-    import shutil
-
-    if not shutil.which("valgrind"):
-        return None
     plan = [
         ("no agent", configs[envs.NO_AGENT], "hooked"),
         ("ferrotel, neither hook", configs[envs.FERROTEL], "plain"),
@@ -139,13 +118,7 @@ def callgrind(configs: dict, endpoint: str, lengths=(50, 250)) -> dict | None:
         ("ferrotel, server hook", configs[envs.FERROTEL], "server"),
         ("pure-Python, both hooks", configs[envs.UPSTREAM], "hooked"),
     ]
-    out = {}
-    for label, cfg, variant in plan:
-        counts = [_instructions(cfg, endpoint, n, variant) for n in lengths]
-        if None in counts:
-            return None
-        out[label] = (counts[1] - counts[0]) / (lengths[1] - lengths[0])
-    return out
+    return envs.per_call_instructions(plan, lambda cfg, n, v: _instructions(cfg, endpoint, n, v), lengths)
 
 
 UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "opentelemetry-instrumentation-grpc"]
@@ -154,14 +127,7 @@ UPSTREAM_PACKAGES = ["opentelemetry-distro", "opentelemetry-exporter-otlp", "ope
 def build() -> dict:
     """The bench's own venvs, grpcio (and protobuf) pinned to the project's."""
     pins = ["grpcio==" + importlib.metadata.version("grpcio"), "protobuf==" + importlib.metadata.version("protobuf")]
-    base = envs._ensure_venv(envs.VENVS / "bench-rpc-base", pins)
-    up = envs._ensure_venv(envs.VENVS / "bench-rpc-upstream", pins + UPSTREAM_PACKAGES)
-    ferrotel_path = f"{envs.DIST}/opentelemetry/instrumentation/auto_instrumentation{os.pathsep}{envs.DIST}"
-    return {
-        envs.NO_AGENT: envs.Config(envs.NO_AGENT, base, "", ""),
-        envs.FERROTEL: envs.Config(envs.FERROTEL, base, ferrotel_path, "ferrotel._native"),
-        envs.UPSTREAM: envs.Config(envs.UPSTREAM, up, str(envs.upstream_sitecustomize_dir(up)), ""),
-    }
+    return envs.library_configs("rpc", pins, UPSTREAM_PACKAGES)
 
 
 def run(cfg, endpoint: str, calls: int, rounds: int) -> dict:
