@@ -169,3 +169,31 @@ def test_disabled_and_excluded(operator_install, receiver, launcher):
     ]
     (boom,) = [s for s in spans if s["attributes"].get("url.full", "").endswith("/boom")]
     assert boom["parent_span_id"] == "" and boom["trace_id"] != order["trace_id"]
+
+
+def test_repeated_header_lines_are_one_list(operator_install, receiver, launcher):
+    """A header sent on several lines is one comma-separated value (RFC 9110), as WSGI servers
+    hand it over: two `tracestate` lines make one list; a duplicated `traceparent` is invalid, so
+    the request starts a new trace (W3C Trace Context; its test harness checks both)."""
+    import http.client
+
+    backend = launcher.launch(AiohttpApp(_env(operator_install, receiver, "backend"), launcher.log_path("backend"), "backend"))
+    trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    traceparent = "00-%s-%s-01" % (trace_id, span_id)
+    for path, lines in (
+        ("/users/1", [("traceparent", traceparent), ("tracestate", "rojo=00f067aa0ba902b7"), ("tracestate", "congo=t61rcWkgMzE")]),
+        ("/users/2", [("traceparent", traceparent), ("traceparent", "00-%s-%s-01" % (os.urandom(16).hex(), span_id))]),
+    ):
+        conn = http.client.HTTPConnection("127.0.0.1", backend.port, timeout=30)
+        conn.putrequest("GET", path)
+        for name, value in lines:
+            conn.putheader(name, value)
+        conn.endheaders()
+        assert conn.getresponse().status == 200
+        conn.close()
+    spans = receiver.wait_for_spans(2, timeout=20)
+    (listed,) = [s for s in spans if s["attributes"].get("url.path") == "/users/1"]
+    (duplicated,) = [s for s in spans if s["attributes"].get("url.path") == "/users/2"]
+    assert (listed["trace_id"], listed["parent_span_id"]) == (trace_id, span_id)
+    assert listed["trace_state"] == "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+    assert duplicated["trace_id"] != trace_id and not duplicated["parent_span_id"]

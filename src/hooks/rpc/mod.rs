@@ -332,8 +332,28 @@ fn grpc_code_of(v: &Bound<'_, PyAny>) -> Option<&'static str> {
 }
 
 /// One header of a mapping carrier (case-insensitive where the mapping is, as aiohttp's are).
+/// A header sent several times is one comma-separated value, as HTTP defines it (RFC 9110 5.3)
+/// and as WSGI servers hand it over: `tracestate` split over two header lines is one list, and a
+/// duplicated `traceparent` becomes invalid (a new trace), as W3C Trace Context asks. Multidicts
+/// (aiohttp's `CIMultiDictProxy`) give every value with `getall`.
 fn header(carrier: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> Option<String> {
-    let v = carrier.call_method1(intern!(carrier.py(), "get"), (name,)).ok()?;
+    let py = carrier.py();
+    if let Ok(all) = carrier.call_method1(intern!(py, "getall"), (name, PyTuple::empty(py))) {
+        let mut joined: Option<String> = None;
+        for v in all.try_iter().ok()? {
+            let v = v.ok()?;
+            let t = text(&v)?;
+            match joined.as_mut() {
+                Some(j) => {
+                    j.push(',');
+                    j.push_str(&t);
+                }
+                None => joined = Some(t.into_owned()),
+            }
+        }
+        return joined;
+    }
+    let v = carrier.call_method1(intern!(py, "get"), (name,)).ok()?;
     text(&v).map(|t| t.into_owned())
 }
 
