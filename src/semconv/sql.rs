@@ -2131,27 +2131,6 @@ mod tests {
         assert_eq!(analyze(&sql, Other, 2048).text, "SELECT ? FROM t");
     }
 
-    /// `cargo test --release -- --ignored --nocapture timing`
-    #[test]
-    #[ignore]
-    fn timing() {
-        let sql = "SELECT id, name, email FROM users WHERE id = 42 AND status = 'active' LIMIT 10";
-        let n = 1_000_000;
-        for (d, label) in [(Postgres, "postgres"), (MySql, "mysql")] {
-            let start = std::time::Instant::now();
-            for _ in 0..n {
-                std::hint::black_box(analyze(std::hint::black_box(sql), d, 2048));
-            }
-            let per = start.elapsed().as_nanos() / n;
-            println!("analyze ({label}, {} bytes): {per} ns/call", sql.len());
-        }
-        let start = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(operation_of(std::hint::black_box(sql)));
-        }
-        println!("operation_of: {} ns/call", start.elapsed().as_nanos() / n);
-    }
-
     // -----------------------------------------------------------------------------------------
     // Properties.
 

@@ -61,7 +61,7 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> N
 
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory):
-    pytest.importorskip("boto3")
+    pytest.importorskip("boto3", reason="boto3 not installed (tests/requirements.txt installs it)")
     binary = Path(VENV_BIN) / "moto_server"
     if not binary.exists():
         pytest.skip("moto_server not installed (pip install 'moto[server]')")
