@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use pyo3::intern;
@@ -16,6 +17,7 @@ use super::capi;
 use super::convert;
 use super::current;
 use super::guard::quietly;
+use super::method::{fast_function, Args, Around};
 use super::span::{exception_info, Span};
 use crate::logs::{self, Body, Code, LogRecord};
 use crate::pipeline;
@@ -115,39 +117,148 @@ pub fn logging_settings(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
 
 /// Export one `logging.LogRecord` as an OTLP log record (the handler's `emit`). Never raises;
 /// never blocks (a full queue drops and counts).
-#[pyfunction]
-pub fn emit_log(py: Python<'_>, record: Bound<'_, PyAny>) {
+fn emit_log(py: Python<'_>, record: &Bound<'_, PyAny>) {
     if !pipeline::logs_enabled() {
         return;
     }
-    if let Some(rec) = quietly("the logging handler", || build(py, &record)) {
+    if let Some(rec) = quietly("the logging handler", || build(py, record)) {
         pipeline::submit_log(rec);
     }
 }
 
-/// `LogRecord` attributes that are not user data (upstream's list, plus the correlation fields).
-const RESERVED: &[&str] = &[
-    "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName", "getMessage", "levelname", "levelno", "lineno",
-    "message", "module", "msecs", "msg", "name", "pathname", "process", "processName", "relativeCreated", "stack_info", "taskName",
-    "thread", "threadName", "otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName",
-];
+/// `_native.emit_log(record)`: a `METH_FASTCALL` builtin (`method::fast_function`), so that the
+/// handler's call passes the record as the interpreter's argument array: a pyo3 function of an
+/// abi3 build for 3.9 would take a tuple built for it (and freed) on every record.
+struct EmitLog;
 
-/// The reserved names as interned strings (kept alive here) and their addresses, sorted:
-/// `LogRecord.__init__` sets its attributes with interned names, so an address lookup recognises
-/// them without reading the text.
-static RESERVED_INTERNED: PyOnceLock<(Vec<Py<PyString>>, Vec<usize>)> = PyOnceLock::new();
-
-fn is_reserved(py: Python<'_>, key: &Bound<'_, PyString>) -> bool {
-    let (_, addresses) = RESERVED_INTERNED.get_or_init(py, || {
-        let names: Vec<Py<PyString>> = RESERVED.iter().map(|k| PyString::intern(py, k).unbind()).collect();
-        let mut addresses: Vec<usize> = names.iter().map(|n| n.as_ptr() as usize).collect();
-        addresses.sort_unstable();
-        (names, addresses)
-    });
-    if addresses.binary_search(&(key.as_ptr() as usize)).is_ok() {
-        return true;
+impl Around for EmitLog {
+    fn call<'py>(&self, _original: &Bound<'py, PyAny>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+        let py = args.py();
+        match args.positional(0) {
+            Some(record) if args.positional_count() == 1 => emit_log(py, &record),
+            _ => return Err(pyo3::exceptions::PyTypeError::new_err("emit_log() takes exactly one argument (the log record)")),
+        }
+        Ok(py.None().into_bound(py))
     }
-    capi::utf8(key).is_none_or(|k| RESERVED.contains(&&*k))
+}
+
+/// `LogRecord` attributes that are not user data (upstream's list, plus the correlation fields).
+/// The first `NEEDED` are the ones `build` reads, in the order of its slots (`NAME` .. `MESSAGE`).
+const RESERVED: &[&str] = &[
+    "name", "msg", "args", "levelname", "levelno", "pathname", "exc_info", "lineno", "funcName", "created", "message",
+    "asctime", "exc_text", "filename", "getMessage", "module", "msecs", "process", "processName", "relativeCreated", "stack_info",
+    "taskName", "thread", "threadName", "otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName",
+];
+const NAME: usize = 0;
+const MSG: usize = 1;
+const ARGS: usize = 2;
+const LEVELNAME: usize = 3;
+const LEVELNO: usize = 4;
+const PATHNAME: usize = 5;
+const EXC_INFO: usize = 6;
+const LINENO: usize = 7;
+const FUNCNAME: usize = 8;
+const CREATED: usize = 9;
+const MESSAGE: usize = 10;
+const NEEDED: usize = 11;
+
+/// The reserved names as interned strings (kept alive here, in `RESERVED` order) and their
+/// addresses with their index, sorted: `LogRecord.__init__` sets its attributes with interned
+/// names, so an address lookup recognises them without reading the text.
+struct Reserved {
+    names: Vec<Py<PyString>>,
+    by_address: Vec<(usize, u8)>,
+}
+
+static RESERVED_INTERNED: PyOnceLock<Reserved> = PyOnceLock::new();
+
+fn reserved(py: Python<'_>) -> &Reserved {
+    RESERVED_INTERNED.get_or_init(py, || {
+        let names: Vec<Py<PyString>> = RESERVED.iter().map(|k| PyString::intern(py, k).unbind()).collect();
+        let mut by_address: Vec<(usize, u8)> = names.iter().enumerate().map(|(i, n)| (n.as_ptr() as usize, i as u8)).collect();
+        by_address.sort_unstable();
+        Reserved { names, by_address }
+    })
+}
+
+impl Reserved {
+    /// `key`'s index in `RESERVED`, or None for a name of the record's own.
+    fn index(&self, key: &Bound<'_, PyString>) -> Option<usize> {
+        let address = key.as_ptr() as usize;
+        if let Ok(i) = self.by_address.binary_search_by_key(&address, |(a, _)| *a) {
+            return Some(self.by_address[i].1 as usize);
+        }
+        let text = capi::utf8(key)?;
+        RESERVED.iter().position(|r| *r == &*text)
+    }
+}
+
+/// Where the reserved names sat in the last records read: `LAYOUT[i]` is 1 + the `RESERVED` index
+/// of the name last seen at the record dict's i-th entry (0: none yet, or not a reserved name).
+/// `LogRecord.__init__` sets its attributes in one order, the record factory and a formatter
+/// theirs after them, so entry i of one record is almost always entry i of the next: one address
+/// comparison with the interned name recognises it, no hashing, no text. A hint only saves work:
+/// it is checked against the key each time (a different record layout, a custom factory or a
+/// subclass just take the address search, and update the hint). Each hint is one byte, written
+/// whole, so threads racing on one (free-threaded builds) at worst leave a hint that misses.
+static LAYOUT: [AtomicU8; LAYOUT_MAX] = [const { AtomicU8::new(0) }; LAYOUT_MAX];
+const LAYOUT_MAX: usize = 64;
+
+/// What one pass over a record's dict found: the values `build` reads (borrowed from the dict:
+/// valid until Python code runs that could change it) and where the first of the record's own
+/// attributes is, if it has any.
+struct Pass {
+    slots: [*mut pyo3::ffi::PyObject; NEEDED],
+    first_extra: Option<pyo3::ffi::Py_ssize_t>,
+}
+
+/// One `PyDict_Next` pass over the record's dict (insertion order), in place of a hashed lookup
+/// per attribute: each key is recognised by the layout hint of its position, else by address,
+/// else by text. Runs no Python code.
+fn read_pass(py: Python<'_>, dict: &Bound<'_, PyDict>) -> Pass {
+    let table = reserved(py);
+    let mut out = Pass { slots: [std::ptr::null_mut(); NEEDED], first_extra: None };
+    let mut pos: pyo3::ffi::Py_ssize_t = 0;
+    let mut key: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    let mut entry = 0usize;
+    loop {
+        let before = pos;
+        // SAFETY: `PyDict_Next` (stable ABI) on a dict, with the GIL held; `key` and `value` are
+        // borrowed from the dict, which nothing changes during this loop (no Python code runs).
+        if unsafe { pyo3::ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key, &mut value) } == 0 {
+            break;
+        }
+        let hint = LAYOUT.get(entry).map_or(0, |h| h.load(Ordering::Relaxed)) as usize;
+        let index = if hint != 0 && table.names[hint - 1].as_ptr() == key {
+            Some(hint - 1)
+        } else {
+            // SAFETY: a borrowed key of the dict (see above); the `Borrowed` takes no reference.
+            let k = unsafe { pyo3::Borrowed::from_ptr(py, key) };
+            match k.cast::<PyString>() {
+                Ok(k) => {
+                    let index = table.index(&k);
+                    if let (Some(i), Some(h)) = (index, LAYOUT.get(entry)) {
+                        if table.names[i].as_ptr() == key {
+                            h.store(i as u8 + 1, Ordering::Relaxed);
+                        }
+                    }
+                    if index.is_none() && out.first_extra.is_none() {
+                        out.first_extra = Some(before);
+                    }
+                    index
+                }
+                Err(_) => None, // not a str: not an attribute name (skipped, as before)
+            }
+        };
+        if let Some(i) = index {
+            if i < NEEDED {
+                out.slots[i] = value;
+            }
+        }
+        entry += 1;
+    }
+    out
 }
 
 /// Text a log record repeats from call to call (its logger's name, file path, function name) is
@@ -203,42 +314,47 @@ impl Interner {
     }
 }
 
-fn interned(interner: &mut Option<Interner>, v: Option<Bound<'_, PyAny>>) -> Option<Key> {
-    let v = v?;
-    let s = v.cast::<PyString>().ok()?;
+fn interned(interner: &mut Option<Interner>, v: Option<&Bound<'_, PyAny>>) -> Option<Key> {
+    let s = v?.cast::<PyString>().ok()?;
     interner.get_or_insert_with(|| Interner { by_address: HashMap::default(), bytes: 0 }).text(s)
 }
 
 fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord> {
     let observed_ns = now_ns();
     // The record's attributes are plain instance attributes: read them from its dict (cheaper
-    // than getattr, which looks at the class first).
+    // than getattr, which looks at the class first), all in one pass.
     let dict = record.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
-    let get = |k: &Bound<'py, PyString>| -> Option<Bound<'py, PyAny>> { dict.get_item(k).ok().flatten() };
-    let levelno: i64 = get(intern!(py, "levelno")).and_then(|v| v.extract().ok()).unwrap_or(0);
-    let levelname = get(intern!(py, "levelname"));
-    let severity_text = logs::severity_text(levelname.as_ref().and_then(|v| v.cast::<PyString>().ok()).and_then(|s| capi::utf8(s)).as_deref().unwrap_or(""));
-    let time_ns = match get(intern!(py, "created")).and_then(|v| v.extract::<f64>().ok()) {
+    let pass = read_pass(py, &dict);
+    // SAFETY: values borrowed from the dict, which no Python code has run to change since the
+    // pass. The borrowed ones are read first and by C code only (a `str`'s text, an address);
+    // the others (whose reading may run Python code: `__index__`, `__float__`, `getMessage`) are
+    // taken as new references before any of them is read.
+    let borrowed = |i: usize| (!pass.slots[i].is_null()).then(|| unsafe { pyo3::Borrowed::from_ptr(py, pass.slots[i]) });
+    let owned = |i: usize| borrowed(i).map(|b| b.to_owned());
+    let (msg, args, formatted, exc_info) = (owned(MSG), owned(ARGS), owned(MESSAGE), owned(EXC_INFO));
+    let (levelno, lineno, created) = (owned(LEVELNO), owned(LINENO), owned(CREATED));
+
+    let severity_text = logs::severity_text(borrowed(LEVELNAME).as_deref().and_then(|v| v.cast::<PyString>().ok()).and_then(|s| capi::utf8(s)).as_deref().unwrap_or(""));
+    // The GIL is held: the lock is never contended (and not held across Python code).
+    let (scope, file, function) = {
+        let mut interner = INTERNER.lock().unwrap_or_else(|p| p.into_inner());
+        let scope = interned(&mut interner, borrowed(NAME).as_deref()).unwrap_or(Key::Borrowed(""));
+        (scope, interned(&mut interner, borrowed(PATHNAME).as_deref()), interned(&mut interner, borrowed(FUNCNAME).as_deref()))
+    };
+    let code = Code { file, function, line: lineno.and_then(|v| v.extract::<i64>().ok()) };
+    let levelno: i64 = levelno.and_then(|v| v.extract().ok()).unwrap_or(0);
+    let time_ns = match created.and_then(|v| v.extract::<f64>().ok()) {
         Some(secs) if secs > 0.0 => (secs * 1e9) as u64,
         _ => observed_ns,
     };
-    let body = message(py, record, &dict)?;
-    // The GIL is held: the lock is never contended (and not held across Python code).
-    let (scope, code) = {
-        let mut interner = INTERNER.lock().unwrap_or_else(|p| p.into_inner());
-        let scope = interned(&mut interner, get(intern!(py, "name"))).unwrap_or(Key::Borrowed(""));
-        let code = Code {
-            file: interned(&mut interner, get(intern!(py, "pathname"))),
-            function: interned(&mut interner, get(intern!(py, "funcName"))),
-            line: get(intern!(py, "lineno")).and_then(|v| v.extract::<i64>().ok()),
-        };
-        (scope, code)
-    };
+    let body = message(py, record, msg, args, formatted)?;
 
     // Most records carry no extras: the list stays empty (no allocation).
     let mut attributes: Attributes = Vec::new();
-    extras(py, &dict, &mut attributes);
-    if let Some(exc_info) = get(intern!(py, "exc_info")) {
+    if let Some(start) = pass.first_extra {
+        extras(py, &dict, start, &mut attributes);
+    }
+    if let Some(exc_info) = exc_info {
         if let Ok(t) = exc_info.cast::<PyTuple>() {
             if t.len() == 3 {
                 let value = t.get_item(1)?;
@@ -275,71 +391,35 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
     })
 }
 
-/// How many of a record's last attributes `extras` looks at first.
-const EXTRAS_WINDOW: usize = 8;
-
-/// The record's own attributes (`extra=`, or set by a filter): its names that are not
-/// `LogRecord`'s. `LogRecord.__init__` sets the standard attributes first, the record factory the
-/// correlation fields, `makeRecord` the `extra=` ones after both, and filters and formatters
-/// append theirs (a formatter's `message` and `asctime` come last); a dict iterates in insertion
-/// order. So every name of the record's own follows the last of those set before it: the last
-/// `EXTRAS_WINDOW` entries are read first, and all of them only when the first entry of that
-/// window is not one set before the extras (more extras than the window holds). Reading ~8
-/// entries instead of ~28 is most of what a record costs here. (An attribute the app deleted and
-/// set again moves to the end; a standard one treated so could hide extras before it: nothing
-/// does that to a `LogRecord`.)
-fn extras(py: Python<'_>, dict: &Bound<'_, PyDict>, attributes: &mut Attributes) {
-    let start = dict.len().saturating_sub(EXTRAS_WINDOW);
-    if start > 0 && scan(py, dict, start, attributes) {
-        return;
-    }
-    attributes.clear();
-    scan(py, dict, 0, attributes);
-}
-
-/// The non-reserved entries from dict position `start` on (insertion order; a position past
-/// deleted entries only starts earlier, never later). With `start` > 0: false, having read
-/// nothing, when the first entry is not a standard attribute set before the extras.
-fn scan(py: Python<'_>, dict: &Bound<'_, PyDict>, start: usize, attributes: &mut Attributes) -> bool {
-    let mut pos = start as pyo3::ffi::Py_ssize_t;
+/// The record's own attributes (`extra=`, or set by a filter or the app): its names that are not
+/// `LogRecord`'s, from dict position `start` (where `read_pass` saw the first of them) on.
+fn extras(py: Python<'_>, dict: &Bound<'_, PyDict>, start: pyo3::ffi::Py_ssize_t, attributes: &mut Attributes) {
+    let table = reserved(py);
+    let mut pos = start;
     let mut key: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
     let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
-    let mut first = start > 0;
     // SAFETY: `PyDict_Next` (stable ABI) on a dict, with the GIL held; it hands out borrowed
     // references, which `from_borrowed_ptr` turns into owned ones before any other call.
     while unsafe { pyo3::ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
         let (k, v) = unsafe { (Bound::from_borrowed_ptr(py, key), Bound::from_borrowed_ptr(py, value)) };
-        let Ok(k) = k.cast_into::<PyString>() else {
-            if first {
-                return false;
-            }
-            continue;
-        };
-        if first {
-            if !is_reserved(py, &k) || capi::utf8(&k).is_some_and(|n| n == "message" || n == "asctime") {
-                return false;
-            }
-            first = false;
-            continue;
-        }
-        if is_reserved(py, &k) {
+        let Ok(k) = k.cast_into::<PyString>() else { continue };
+        if table.index(&k).is_some() {
             continue;
         }
         if let (Some(key), Some(v)) = (capi::utf8(&k), convert::value(&v)) {
             attributes.push((key.to_string().into(), v));
         }
     }
-    true
 }
 
 /// The body: the formatted message (`getMessage()`), or, as upstream, the object itself when a
 /// non-string `msg` comes without formatting arguments (a dict stays a map).
-fn message(py: Python<'_>, record: &Bound<'_, PyAny>, dict: &Bound<'_, PyDict>) -> PyResult<Option<Body>> {
-    let msg = match dict.get_item(intern!(py, "msg"))? {
+fn message(py: Python<'_>, record: &Bound<'_, PyAny>, msg: Option<Bound<'_, PyAny>>, args: Option<Bound<'_, PyAny>>, formatted: Option<Bound<'_, PyAny>>) -> PyResult<Option<Body>> {
+    let msg = match msg {
         Some(m) => m,
         None => record.getattr(intern!(py, "msg"))?,
     };
-    let has_args = match dict.get_item(intern!(py, "args"))? {
+    let has_args = match args {
         Some(args) => !args.is_none() && args.is_truthy().unwrap_or(true),
         None => false,
     };
@@ -348,7 +428,7 @@ fn message(py: Python<'_>, record: &Bound<'_, PyAny>, dict: &Bound<'_, PyDict>) 
     }
     // A formatter that ran before (the app's console handler) left the formatted message on the
     // record: the same text, without formatting it again.
-    if let Some(m) = dict.get_item(intern!(py, "message"))? {
+    if let Some(m) = formatted {
         if let Ok(m) = m.cast::<PyString>() {
             if let Some(t) = capi::utf8(m) {
                 return Ok(Some(Body::Str(logs::body_text(&t))));
@@ -413,7 +493,7 @@ pub fn log_stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LogRecordFactory>()?;
     m.add_function(wrap_pyfunction!(logging_settings, m)?)?;
-    m.add_function(wrap_pyfunction!(emit_log, m)?)?;
+    m.add("emit_log", fast_function(m.py(), "emit_log", Box::new(EmitLog))?)?;
     m.add_function(wrap_pyfunction!(log_stats, m)?)?;
     Ok(())
 }
