@@ -67,6 +67,7 @@ pub const ABI: &[Row] = &[
     Row { name: "PyObject_VectorcallDict", abi: Abi::Runtime, why: "not in the limited API (exported since 3.9); fallback: PyObject_Call with a tuple and a dict" },
     Row { name: "PyIter_Send", abi: Abi::Runtime, why: "stable ABI from 3.10 (so not for a 3.9 wheel); fallback: the awaitable's __await__() iterator, stepped by next() and send()" },
     Row { name: "PyMethod_New", abi: Abi::Runtime, why: "not in the limited API; fallback: types.MethodType(func, obj)" },
+    Row { name: "PyObject_GenericGetDict", abi: Abi::Runtime, why: "stable ABI from 3.10 (so not for a 3.9 wheel), exported by every CPython 3.9+; fallback: getattr(obj, '__dict__')" },
     Row { name: "PyCMethod_New", abi: Abi::Stable39, why: "stable ABI 3.9: the builtins of method.rs (METH_FASTCALL | METH_KEYWORDS, a Target as self)" },
     Row { name: "PyErr_Clear", abi: Abi::Stable39, why: "stable ABI 3.2" },
     Row { name: "PyUnicode_AsUTF8String", abi: Abi::Stable39, why: "stable ABI 3.2: the UTF-8 fallback" },
@@ -85,6 +86,7 @@ type ContextVarGet = unsafe extern "C" fn(*mut PyObject, *mut PyObject, *mut *mu
 type VectorcallFn = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, usize, *mut PyObject) -> *mut PyObject;
 type MethodNew = unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject;
 type IterSend = unsafe extern "C" fn(*mut PyObject, *mut PyObject, *mut *mut PyObject) -> c_int;
+type GenericGetDict = unsafe extern "C" fn(*mut PyObject, *mut c_void) -> *mut PyObject;
 
 /// The `Runtime` rows, as found in the running interpreter (`None`: take the fallback).
 #[derive(Default)]
@@ -97,6 +99,7 @@ struct Api {
     vectorcall_dict: Option<VectorcallFn>,
     method_new: Option<MethodNew>,
     iter_send: Option<IterSend>,
+    generic_get_dict: Option<GenericGetDict>,
 }
 
 static RESOLVED: OnceLock<Api> = OnceLock::new();
@@ -109,6 +112,7 @@ static NONE: Api = Api {
     vectorcall_dict: None,
     method_new: None,
     iter_send: None,
+    generic_get_dict: None,
 };
 /// Tests: every `Runtime` function takes its fallback.
 static FORCE_FALLBACKS: AtomicBool = AtomicBool::new(false);
@@ -135,6 +139,7 @@ fn api() -> &'static Api {
             vectorcall_dict: find!(c"PyObject_VectorcallDict", VectorcallFn),
             method_new: find!(c"PyMethod_New", MethodNew),
             iter_send: find!(c"PyIter_Send", IterSend),
+            generic_get_dict: find!(c"PyObject_GenericGetDict", GenericGetDict),
         }
     })
 }
@@ -161,6 +166,20 @@ fn lookup(interp: *mut c_void, name: &CStr) -> Option<*mut c_void> {
         return Some(p);
     }
     (!interp.is_null()).then(|| unsafe { libc::dlsym(interp, name.as_ptr()) }).filter(|p| !p.is_null())
+}
+
+/// `obj.__dict__` the way `object` gives it (`PyObject_GenericGetDict`): for an instance of a
+/// class that does not redefine `__dict__` (the caller knows), the same dict as `getattr` gives,
+/// without looking the descriptor up through the type. `None` (the caller takes `getattr`) on
+/// the fallback path or when the object has no dict.
+pub fn generic_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let get = api().generic_get_dict?;
+    // SAFETY: a live object and the GIL (a `Bound` proves both); a new reference or NULL with an
+    // error set (cleared: the caller falls back).
+    match unsafe { Bound::from_owned_ptr_or_err(obj.py(), get(obj.as_ptr(), std::ptr::null_mut())) } {
+        Ok(d) => Some(d),
+        Err(_) => None,
+    }
 }
 
 /// The UTF-8 contents of a `str`: borrowed from the object (CPython caches the encoding in it), or
@@ -316,7 +335,7 @@ pub fn method_new<'py>(func: &Bound<'py, PyAny>, obj: &Bound<'py, PyAny>) -> PyR
 #[pyfunction]
 fn _capi(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let a = api();
-    let rows: [(&str, bool); 8] = [
+    let rows: [(&str, bool); 9] = [
         ("PyUnicode_AsUTF8AndSize", a.as_utf8_and_size.is_some()),
         ("PyContextVar_Get", a.context_var_get.is_some()),
         ("PyContextVar_Set", a.context_var_set.is_some()),
@@ -325,6 +344,7 @@ fn _capi(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
         ("PyObject_VectorcallDict", a.vectorcall_dict.is_some()),
         ("PyMethod_New", a.method_new.is_some()),
         ("PyIter_Send", a.iter_send.is_some()),
+        ("PyObject_GenericGetDict", a.generic_get_dict.is_some()),
     ];
     PyList::new(py, rows.iter().map(|(n, ok)| (*n, if *ok { "resolved" } else { "fallback" })))
 }

@@ -323,7 +323,7 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
     let observed_ns = now_ns();
     // The record's attributes are plain instance attributes: read them from its dict (cheaper
     // than getattr, which looks at the class first), all in one pass.
-    let dict = record.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+    let dict = record_dict(py, record)?;
     let pass = read_pass(py, &dict);
     // SAFETY: values borrowed from the dict, which no Python code has run to change since the
     // pass. The borrowed ones are read first and by C code only (a `str`'s text, an address);
@@ -334,15 +334,15 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
     let (msg, args, formatted, exc_info) = (owned(MSG), owned(ARGS), owned(MESSAGE), owned(EXC_INFO));
     let (levelno, lineno, created) = (owned(LEVELNO), owned(LINENO), owned(CREATED));
 
-    let severity_text = logs::severity_text(borrowed(LEVELNAME).as_deref().and_then(|v| v.cast::<PyString>().ok()).and_then(|s| capi::utf8(s)).as_deref().unwrap_or(""));
+    let severity_text = severity_text(py, borrowed(LEVELNAME).as_deref());
     // The GIL is held: the lock is never contended (and not held across Python code).
     let (scope, file, function) = {
         let mut interner = INTERNER.lock().unwrap_or_else(|p| p.into_inner());
         let scope = interned(&mut interner, borrowed(NAME).as_deref()).unwrap_or(Key::Borrowed(""));
         (scope, interned(&mut interner, borrowed(PATHNAME).as_deref()), interned(&mut interner, borrowed(FUNCNAME).as_deref()))
     };
-    let code = Code { file, function, line: lineno.and_then(|v| v.extract::<i64>().ok()) };
-    let levelno: i64 = levelno.and_then(|v| v.extract().ok()).unwrap_or(0);
+    let code = Code { file, function, line: lineno.as_ref().and_then(int) };
+    let levelno: i64 = levelno.as_ref().and_then(int).unwrap_or(0);
     let time_ns = match created.and_then(|v| v.extract::<f64>().ok()) {
         Some(secs) if secs > 0.0 => (secs * 1e9) as u64,
         _ => observed_ns,
@@ -391,6 +391,59 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
     })
 }
 
+/// `logging.LogRecord` (the class), once: records of exactly that class have the `__dict__` of
+/// `object` (`capi::generic_dict`); others (subclasses, other factories) go through `getattr`.
+static RECORD_CLASS: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+
+fn record_dict<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    // `logging` is imported: its handler is calling.
+    let class = RECORD_CLASS.get_or_init(py, || py.import("logging").and_then(|m| m.getattr("LogRecord")).ok().map(Bound::unbind));
+    if let Some(class) = class {
+        // SAFETY: a live object (the `Bound`); reading its type pointer takes no reference.
+        if unsafe { pyo3::ffi::Py_TYPE(record.as_ptr()) } as *mut pyo3::ffi::PyObject == class.as_ptr() {
+            if let Some(Ok(d)) = capi::generic_dict(record).map(|d| d.cast_into::<PyDict>()) {
+                return Ok(d);
+            }
+        }
+    }
+    Ok(record.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?)
+}
+
+/// An `int` attribute (`levelno`, `lineno`): an exact `int` read by C, anything else by pyo3
+/// (`__index__`).
+fn int(v: &Bound<'_, PyAny>) -> Option<i64> {
+    if v.is_exact_instance_of::<PyInt>() {
+        let mut overflow = 0;
+        // SAFETY: `PyLong_AsLongAndOverflow` (stable ABI) on an int, with the GIL held; -1 with
+        // an error set only for a non-int, which this is not.
+        let n = unsafe { pyo3::ffi::PyLong_AsLongAndOverflow(v.as_ptr(), &mut overflow) };
+        return (overflow == 0).then_some(n as i64);
+    }
+    v.extract().ok()
+}
+
+/// The standard level names, interned (as `logging`'s own `_levelToName` values are), with the
+/// specification's severity text for each.
+static LEVEL_NAMES: PyOnceLock<[(Py<PyString>, &'static str); 5]> = PyOnceLock::new();
+
+/// `levelname` to the severity text: `logging`'s own names by address (no text read), others by
+/// text (`logs::severity_text`).
+fn severity_text(py: Python<'_>, levelname: Option<&Bound<'_, PyAny>>) -> Key {
+    let Some(name) = levelname.and_then(|v| v.cast::<PyString>().ok()) else { return logs::severity_text("") };
+    let known = LEVEL_NAMES.get_or_init(py, || {
+        ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"].map(|n| (PyString::intern(py, n).unbind(), match logs::severity_text(n) {
+            Key::Borrowed(t) => t,
+            Key::Owned(_) => n,
+        }))
+    });
+    for (n, text) in known {
+        if n.as_ptr() == name.as_ptr() {
+            return Key::Borrowed(text);
+        }
+    }
+    logs::severity_text(capi::utf8(name).as_deref().unwrap_or(""))
+}
+
 /// The record's own attributes (`extra=`, or set by a filter or the app): its names that are not
 /// `LogRecord`'s, from dict position `start` (where `read_pass` saw the first of them) on.
 fn extras(py: Python<'_>, dict: &Bound<'_, PyDict>, start: pyo3::ffi::Py_ssize_t, attributes: &mut Attributes) {
@@ -420,6 +473,8 @@ fn message(py: Python<'_>, record: &Bound<'_, PyAny>, msg: Option<Bound<'_, PyAn
         None => record.getattr(intern!(py, "msg"))?,
     };
     let has_args = match args {
+        // SAFETY: `PyTuple_Size` (stable ABI) on a tuple (checked), with the GIL held.
+        Some(args) if args.is_exact_instance_of::<PyTuple>() => (unsafe { pyo3::ffi::PyTuple_Size(args.as_ptr()) }) > 0,
         Some(args) => !args.is_none() && args.is_truthy().unwrap_or(true),
         None => false,
     };
