@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
@@ -130,16 +129,25 @@ impl GrpcTransport {
         })
     }
 
-    pub fn export_logs(&self, msg: ExportLogsServiceRequest) -> Result<(), String> {
+    /// Send an `ExportLogsServiceRequest` already encoded (`otlp_wire::encode_logs`), as
+    /// `export_traces` does.
+    pub fn export_logs(&self, encoded: Vec<u8>) -> Result<(), String> {
         let gzip = self.gzip;
         self.run(|ch, timeout| {
-            let req = self.request(msg.clone(), timeout);
+            let req = self.request(Encoded(encoded.clone()), timeout);
             async move {
-                let mut client = LogsServiceClient::new(ch);
+                let mut grpc = tonic::client::Grpc::new(ch);
                 if gzip {
-                    client = client.send_compressed(CompressionEncoding::Gzip);
+                    grpc = grpc.send_compressed(CompressionEncoding::Gzip);
                 }
-                client.export(req).await
+                grpc.ready().await.map_err(|e| {
+                    let mut status = tonic::Status::unavailable(e.to_string());
+                    status.set_source(std::sync::Arc::new(e));
+                    status
+                })?;
+                let codec = tonic_prost::ProstCodec::<Encoded, ExportLogsServiceResponse>::default();
+                let path = PathAndQuery::from_static("/opentelemetry.proto.collector.logs.v1.LogsService/Export");
+                grpc.unary(req, path, codec).await
             }
         })
     }

@@ -6,6 +6,7 @@ pub mod grpc;
 pub mod http;
 pub mod logs;
 pub mod otlp;
+#[cfg(test)]
 pub mod otlp_logs;
 pub mod otlp_metrics;
 pub mod otlp_wire;
@@ -49,10 +50,10 @@ impl Otlp {
     }
 
     pub fn export_logs(&self, batch: &[crate::logs::LogRecord], resource: &Resource) -> Result<(), String> {
-        let req = otlp_logs::encode_request(batch, resource);
+        let bytes = otlp_wire::encode_logs(batch, resource);
         match self {
-            Otlp::Http(t) => t.post(req.encode_to_vec()),
-            Otlp::Grpc(t) => t.export_logs(req),
+            Otlp::Http(t) => t.post(bytes),
+            Otlp::Grpc(t) => t.export_logs(bytes),
         }
     }
 

@@ -1,5 +1,7 @@
-//! OTLP encoding of log records (`opentelemetry-proto` logs types), grouped by instrumentation
-//! scope (the Python logger's name), with the same resource as the spans.
+//! OTLP encoding of log records with the generated `opentelemetry-proto` types, grouped by
+//! instrumentation scope (the Python logger's name), with the same resource as the spans. Tests
+//! only: the exporter writes the same bytes directly (`otlp_wire::encode_logs`), and the tests
+//! here compare the two byte for byte.
 
 use std::collections::HashMap;
 
@@ -94,6 +96,34 @@ mod tests {
             flags: 1,
             scope: scope.into(),
         }
+    }
+
+    #[test]
+    fn the_wire_encoder_writes_the_upstream_bytes() {
+        let resource = Resource { attributes: vec![("service.name".into(), "svc".into()), ("process.pid".into(), Value::Int(42))] };
+        let mut outside = record("app.db", Body::Map(vec![("k".into(), Body::Array(vec![Body::Int(1), Body::Bool(true), Body::F64(0.5)]))]));
+        outside.trace_id = None;
+        outside.span_id = None;
+        outside.severity_text = "".into();
+        let mut bare = record("app", Body::Str(String::new()));
+        bare.attributes.clear();
+        bare.code = crate::logs::Code::default();
+        bare.flags = 0;
+        let mut none = record("", Body::Bytes(Vec::new()));
+        none.body = None;
+        none.severity_number = 0;
+        let mut extras = record("app", Body::Str("x".repeat(300)));
+        extras.attributes.push(("tags".into(), Value::StrArray(vec!["a".into(), "b".into()])));
+        extras.attributes.push(("ok".into(), Value::Bool(true)));
+        extras.code.function = Some("handler".into());
+        extras.code.file = Some(crate::span::Key::Owned("/srv/app.py".into()));
+        let batch = vec![record("app", Body::Str("hello".into())), outside, record("app", Body::Bytes(vec![1, 2])), bare, none, extras];
+        for part in [&batch[..], &batch[1..2], &batch[..0]] {
+            let ours = crate::export::otlp_wire::encode_logs(part, &resource);
+            assert_eq!(ours, encode_request(part, &resource).encode_to_vec(), "byte for byte");
+        }
+        let many: Vec<LogRecord> = (0..500).map(|i| record(if i % 3 == 0 { "a" } else { "b" }, Body::Str(format!("record {i}")))).collect();
+        assert_eq!(crate::export::otlp_wire::encode_logs(&many, &resource), encode_request(&many, &resource).encode_to_vec());
     }
 
     #[test]

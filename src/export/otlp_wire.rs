@@ -10,6 +10,7 @@
 
 use prost::encoding::WireType;
 
+use crate::logs::{Body, LogRecord};
 use crate::resource::Resource;
 use crate::span::{Attributes, Scope, SpanKind, SpanRecord, Status, Value};
 
@@ -137,27 +138,31 @@ impl W {
 
     fn attributes(&mut self, tag: u32, attrs: &Attributes) {
         for (k, v) in attrs {
-            // Scalars (nearly every attribute) have lengths known up front: no reserve-and-shift.
-            let scalar = match v {
-                Value::Str(s) => Some(1 + varint_len(s.len() as u64) + s.len()),
-                Value::Bool(_) => Some(2),
-                Value::Int(i) => Some(1 + varint_len(*i as u64)),
-                Value::F64(_) => Some(9),
-                _ => None,
-            };
-            match scalar {
-                Some(any_len) => {
-                    let key_len = if k.is_empty() { 0 } else { 1 + varint_len(k.len() as u64) + k.len() };
-                    self.len_prefix(tag, key_len + 1 + varint_len(any_len as u64) + any_len);
-                    self.string(1, k);
-                    self.len_prefix(2, any_len);
-                    self.any_value(v);
-                }
-                None => self.message(tag, |w| {
-                    w.string(1, k);
-                    w.message(2, |w| w.any_value(v));
-                }),
+            self.attribute(tag, k, v);
+        }
+    }
+
+    fn attribute(&mut self, tag: u32, k: &str, v: &Value) {
+        // Scalars (nearly every attribute) have lengths known up front: no reserve-and-shift.
+        let scalar = match v {
+            Value::Str(s) => Some(1 + varint_len(s.len() as u64) + s.len()),
+            Value::Bool(_) => Some(2),
+            Value::Int(i) => Some(1 + varint_len(*i as u64)),
+            Value::F64(_) => Some(9),
+            _ => None,
+        };
+        match scalar {
+            Some(any_len) => {
+                let key_len = if k.is_empty() { 0 } else { 1 + varint_len(k.len() as u64) + k.len() };
+                self.len_prefix(tag, key_len + 1 + varint_len(any_len as u64) + any_len);
+                self.string(1, k);
+                self.len_prefix(2, any_len);
+                self.any_value(v);
             }
+            None => self.message(tag, |w| {
+                w.string(1, k);
+                w.message(2, |w| w.any_value(v));
+            }),
         }
     }
 
@@ -228,6 +233,90 @@ fn varint_into(mut v: u64, out: &mut [u8; 10]) -> usize {
     }
     out[i] = v as u8;
     i + 1
+}
+
+/// An `ExportLogsServiceRequest` holding `batch` (grouped by instrumentation scope, the logger's
+/// name, in order of first appearance) under `resource`: the same bytes the upstream types give
+/// (`otlp_logs::encode_request`, the tests compare them), without building them (measured:
+/// ≈8.8k instructions per record on the export thread that way, most of it allocating and freeing
+/// the generated types' strings and vectors).
+pub fn encode_logs(batch: &[LogRecord], resource: &Resource) -> Vec<u8> {
+    let mut scopes: Vec<&str> = Vec::new();
+    for r in batch {
+        if !scopes.contains(&r.scope.as_ref()) {
+            scopes.push(r.scope.as_ref());
+        }
+    }
+    let estimate = 512 + batch.len() * 200;
+    let outer = varint_len(estimate as u64);
+    let mut w = W { buf: Vec::with_capacity(estimate) };
+    w.message_sized(1, outer, |w| {
+        w.message_sized(1, 2, |w| w.attributes(1, &resource.attributes));
+        for scope in scopes {
+            w.message_sized(2, outer, |w| {
+                w.message(1, |w| w.string(1, scope));
+                for r in batch.iter().filter(|r| r.scope.as_ref() == scope) {
+                    w.message_sized(2, 2, |w| w.log_record(r));
+                }
+            });
+        }
+    });
+    w.buf
+}
+
+impl W {
+    fn log_record(&mut self, r: &LogRecord) {
+        self.fixed64(1, r.time_ns);
+        self.uint(2, r.severity_number as u64);
+        self.string(3, &r.severity_text);
+        if let Some(body) = &r.body {
+            self.message(5, |w| w.body(body));
+        }
+        self.attributes(6, &r.attributes);
+        for (k, v) in r.code.attributes() {
+            self.attribute(6, k, &v);
+        }
+        if r.span_id.is_some() {
+            self.fixed32(8, r.flags as u32);
+        }
+        if let Some(t) = &r.trace_id {
+            self.bytes(9, &t.0);
+        }
+        if let Some(s) = &r.span_id {
+            self.bytes(10, &s.0);
+        }
+        self.fixed64(11, r.observed_ns);
+    }
+
+    /// A log body as an `AnyValue`'s oneof (set even when empty, as the upstream types write it).
+    fn body(&mut self, b: &Body) {
+        match b {
+            Body::Str(s) => {
+                self.len_prefix(1, s.len());
+                self.buf.extend_from_slice(s.as_bytes());
+            }
+            Body::Bool(v) => self.any_value(&Value::Bool(*v)),
+            Body::Int(i) => self.any_value(&Value::Int(*i)),
+            Body::F64(f) => self.any_value(&Value::F64(*f)),
+            Body::Bytes(v) => {
+                self.len_prefix(7, v.len());
+                self.buf.extend_from_slice(v);
+            }
+            Body::Array(items) => self.message(5, |w| {
+                for item in items {
+                    w.message(1, |w| w.body(item));
+                }
+            }),
+            Body::Map(entries) => self.message(6, |w| {
+                for (k, v) in entries {
+                    w.message(1, |w| {
+                        w.string(1, k);
+                        w.message(2, |w| w.body(v));
+                    });
+                }
+            }),
+        }
+    }
 }
 
 /// An `ExportTraceServiceRequest` holding `batch` (grouped by instrumentation scope, in order of

@@ -1,6 +1,6 @@
 //! The log record: what a Python `logging.LogRecord` becomes once it leaves the request thread.
 //! Plain Rust data, no Python references (like `span::SpanRecord`), so the export thread handles
-//! it without the GIL. `hooks/logs.rs` builds it; `pipeline` queues it; `export/otlp_logs.rs`
+//! it without the GIL. `hooks/logs.rs` builds it; `pipeline` queues it; `export/otlp_wire.rs`
 //! encodes it.
 
 use crate::context::{SpanId, TraceId};
