@@ -10,6 +10,8 @@ import json
 import re
 import time
 
+import pytest
+
 from support.operator import SERVICE_NAME, operator_env
 from support.processes import run_python
 
@@ -195,6 +197,64 @@ def test_extras_past_the_window_filters_and_handler_filters(operator_install, re
         assert r["attributes"]["code.function.name"] == "<module>" and r["attributes"]["code.line.number"] > 0
         assert r["attributes"]["code.file.path"] == "<string>" and r["scope_name"] == "app.extras"
         assert not [k for k in r["attributes"] if k.startswith("otel") or k in ("message", "asctime", "msg", "args")]
+
+
+LAYOUTS_SCRIPT = r"""
+import logging, sys
+from ferrotel import _native
+if CAPI == "fallbacks":
+    _native._capi_fallbacks(True)  # the record's dict through getattr, as on an interpreter without PyObject_GenericGetDict
+log = logging.getLogger("app.layouts")
+log.setLevel(logging.INFO)
+for i in range(3):  # the same layout again and again: later records take the remembered layout
+    log.info("plain %d", i, extra={"n": i})
+previous = logging.getLogRecordFactory()
+
+
+class Sub(logging.LogRecord):
+    pass
+
+
+def factory(*args, **kwargs):
+    # A subclass, with attributes of its own before the correlation fields, one of the standard
+    # ones deleted and set again (so it moves to the end of the record's dict): a layout the
+    # remembered one does not fit.
+    record = Sub(*args, **kwargs)
+    record.tenant = "acme"
+    record.region = "eu"
+    lineno = record.lineno
+    del record.lineno
+    record.lineno = lineno
+    return record
+
+
+# The app's own factory, set after the agent's, replaces it: these records have no correlation
+# fields either, a layout different again.
+logging.setLogRecordFactory(factory)
+log.warning("sub %s", "x", extra={"k": "v"})
+logging.setLogRecordFactory(previous)
+log.info("plain again", extra={"n": 9})
+print("flushed", _native.flush(5000))
+"""
+
+
+@pytest.mark.parametrize("capi", ["resolved", "fallbacks"])
+def test_record_layouts_other_than_logrecords_own(operator_install, receiver, capi):
+    """The native side reads a record's attributes in one pass over its dict, recognising each
+    name by where the previous records had it: a record laid out otherwise (a subclass, a
+    factory's own attributes, an attribute deleted and set again) still gives every attribute,
+    with the C-API fast paths and without them."""
+    out = run_python(f"CAPI = {capi!r}\n" + LAYOUTS_SCRIPT, operator_env(operator_install, receiver.http_endpoint, extra=EXPORT))
+    assert out.returncode == 0, out.stderr
+    records = wait_logs(receiver, 5)
+    assert [r["body"] for r in records] == ["plain 0", "plain 1", "plain 2", "sub x", "plain again"], records
+    assert [r["attributes"].get("n") for r in records] == [0, 1, 2, None, 9]
+    sub = records[3]
+    assert sub["severity_text"] == "WARN" and sub["severity_number"] == 13 and sub["scope_name"] == "app.layouts"
+    assert {k: sub["attributes"].get(k) for k in ("tenant", "region", "k")} == {"tenant": "acme", "region": "eu", "k": "v"}
+    assert sub["attributes"]["code.line.number"] > 0 and sub["attributes"]["code.function.name"] == "<module>"
+    for r in records:
+        assert not [k for k in r["attributes"] if k.startswith("otel") or k in ("message", "asctime", "msg", "args", "lineno")]
 
 
 def test_no_export_unless_switched_on(operator_install, receiver):
