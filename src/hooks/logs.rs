@@ -59,21 +59,22 @@ impl LogRecordFactory {
 
 impl LogRecordFactory {
     fn correlate(&self, py: Python<'_>, record: &Bound<'_, PyAny>) -> PyResult<()> {
+        let plain = is_plain_record(py, record);
         match current::get(py) {
             Some(span) => {
                 let (trace_id, span_id) = self.ids(py, &span);
-                record.setattr(intern!(py, "otelTraceID"), trace_id)?;
-                record.setattr(intern!(py, "otelSpanID"), span_id)?;
-                record.setattr(intern!(py, "otelTraceSampled"), span.get().context.is_sampled())?;
+                set(py, record, plain, intern!(py, "otelTraceID"), trace_id.as_any())?;
+                set(py, record, plain, intern!(py, "otelSpanID"), span_id.as_any())?;
+                set(py, record, plain, intern!(py, "otelTraceSampled"), PyBool::new(py, span.get().context.is_sampled()).as_any())?;
             }
             None => {
                 let zero = intern!(py, "0");
-                record.setattr(intern!(py, "otelTraceID"), zero)?;
-                record.setattr(intern!(py, "otelSpanID"), zero)?;
-                record.setattr(intern!(py, "otelTraceSampled"), false)?;
+                set(py, record, plain, intern!(py, "otelTraceID"), zero.as_any())?;
+                set(py, record, plain, intern!(py, "otelSpanID"), zero.as_any())?;
+                set(py, record, plain, intern!(py, "otelTraceSampled"), PyBool::new(py, false).as_any())?;
             }
         }
-        record.setattr(intern!(py, "otelServiceName"), self.service_name.bind(py))
+        set(py, record, plain, intern!(py, "otelServiceName"), self.service_name.bind(py).as_any())
     }
 
     /// The span's ids as hex strings, from the one-entry cache when it is the last span seen.
@@ -271,6 +272,10 @@ fn read_pass(py: Python<'_>, dict: &Bound<'_, PyDict>) -> Pass {
 struct Interner {
     by_address: HashMap<usize, (Py<PyString>, &'static str), BuildHasherDefault<AddressHasher>>,
     bytes: usize,
+    /// The last text handed out for each use (logger name, file, function: consecutive records
+    /// mostly repeat them), by address: one comparison instead of a hash lookup. Entries of
+    /// `by_address` stay for the process's life, so an address here is still that string's.
+    last: [(usize, &'static str); 3],
 }
 
 const INTERN_MAX: usize = 4096;
@@ -314,9 +319,19 @@ impl Interner {
     }
 }
 
-fn interned(interner: &mut Option<Interner>, v: Option<&Bound<'_, PyAny>>) -> Option<Key> {
+/// `v`'s text (see `Interner`); `use_` is 0, 1 or 2 (logger name, file, function).
+fn interned(interner: &mut Option<Interner>, use_: usize, v: Option<&Bound<'_, PyAny>>) -> Option<Key> {
     let s = v?.cast::<PyString>().ok()?;
-    interner.get_or_insert_with(|| Interner { by_address: HashMap::default(), bytes: 0 }).text(s)
+    let interner = interner.get_or_insert_with(|| Interner { by_address: HashMap::default(), bytes: 0, last: [(0, ""); 3] });
+    let address = s.as_ptr() as usize;
+    if interner.last[use_].0 == address {
+        return Some(Key::Borrowed(interner.last[use_].1));
+    }
+    let text = interner.text(s)?;
+    if let Key::Borrowed(t) = text {
+        interner.last[use_] = (address, t);
+    }
+    Some(text)
 }
 
 fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord> {
@@ -338,8 +353,8 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
     // The GIL is held: the lock is never contended (and not held across Python code).
     let (scope, file, function) = {
         let mut interner = INTERNER.lock().unwrap_or_else(|p| p.into_inner());
-        let scope = interned(&mut interner, borrowed(NAME).as_deref()).unwrap_or(Key::Borrowed(""));
-        (scope, interned(&mut interner, borrowed(PATHNAME).as_deref()), interned(&mut interner, borrowed(FUNCNAME).as_deref()))
+        let scope = interned(&mut interner, 0, borrowed(NAME).as_deref()).unwrap_or(Key::Borrowed(""));
+        (scope, interned(&mut interner, 1, borrowed(PATHNAME).as_deref()), interned(&mut interner, 2, borrowed(FUNCNAME).as_deref()))
     };
     let code = Code { file, function, line: lineno.as_ref().and_then(int) };
     let levelno: i64 = levelno.as_ref().and_then(int).unwrap_or(0);
@@ -395,15 +410,32 @@ fn build<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<LogRecord
 /// `object` (`capi::generic_dict`); others (subclasses, other factories) go through `getattr`.
 static RECORD_CLASS: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
 
-fn record_dict<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
-    // `logging` is imported: its handler is calling.
+/// Whether `record` is exactly a `logging.LogRecord` (no subclass: no `__setattr__`, no
+/// `__dict__` of its own). `logging` is imported: it is the caller.
+fn is_plain_record(py: Python<'_>, record: &Bound<'_, PyAny>) -> bool {
     let class = RECORD_CLASS.get_or_init(py, || py.import("logging").and_then(|m| m.getattr("LogRecord")).ok().map(Bound::unbind));
-    if let Some(class) = class {
-        // SAFETY: a live object (the `Bound`); reading its type pointer takes no reference.
-        if unsafe { pyo3::ffi::Py_TYPE(record.as_ptr()) } as *mut pyo3::ffi::PyObject == class.as_ptr() {
-            if let Some(Ok(d)) = capi::generic_dict(record).map(|d| d.cast_into::<PyDict>()) {
-                return Ok(d);
-            }
+    // SAFETY: a live object (the `Bound`); reading its type pointer takes no reference.
+    class.as_ref().is_some_and(|c| unsafe { pyo3::ffi::Py_TYPE(record.as_ptr()) } as *mut pyo3::ffi::PyObject == c.as_ptr())
+}
+
+/// `record.name = value`: for a plain `LogRecord`, `object.__setattr__` itself
+/// (`PyObject_GenericSetAttr`, stable ABI), which `setattr` would reach after the type's slot.
+fn set(py: Python<'_>, record: &Bound<'_, PyAny>, plain: bool, name: &Bound<'_, PyString>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !plain {
+        return record.setattr(name, value);
+    }
+    // SAFETY: live objects and the GIL (the `Bound`s); 0, or -1 with an error set.
+    if unsafe { pyo3::ffi::PyObject_GenericSetAttr(record.as_ptr(), name.as_ptr(), value.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(PyErr::fetch(py))
+    }
+}
+
+fn record_dict<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    if is_plain_record(py, record) {
+        if let Some(Ok(d)) = capi::generic_dict(record).map(|d| d.cast_into::<PyDict>()) {
+            return Ok(d);
         }
     }
     Ok(record.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?)
