@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use super::snapshot::{Counter, Gauge, Histogram, Labels, Snapshot};
+use super::cells::ServerKey;
 use super::{active, DB_DURATION_BOUNDS, DURATION_BOUNDS};
 use crate::processors::{errors, slow};
 use crate::semconv::{self as sc, db};
@@ -96,6 +97,16 @@ struct Buckets {
 }
 
 impl Buckets {
+    /// Add counts taken elsewhere (`cells`), bucket by bucket.
+    fn merge(&mut self, counts: &[u64], sum: f64, count: u64) {
+        if self.counts.len() < counts.len() {
+            self.counts.resize(counts.len(), 0);
+        }
+        self.counts.iter_mut().zip(counts).for_each(|(a, b)| *a += b);
+        self.sum += sum;
+        self.count += count;
+    }
+
     fn add(&mut self, bounds: &[f64], seconds: f64) {
         if self.counts.is_empty() {
             self.counts = vec![0; bounds.len() + 1];
@@ -190,6 +201,20 @@ impl Red {
             ];
             *self.errors.get(&pairs) += 1;
         }
+    }
+
+    /// Requests counted on the request threads (`cells`: head-dropped requests that were neither
+    /// errors nor slow), into the same series `observe` feeds.
+    pub fn merge_server(&mut self, k: &ServerKey<'_>, counts: &[u64], sum: f64, count: u64) {
+        let pairs = [
+            (sc::ERROR_TYPE, None),
+            (sc::HTTP_REQUEST_METHOD, Some(Lv::Str(k.method))),
+            (sc::HTTP_RESPONSE_STATUS_CODE, k.status.map(Lv::Int)),
+            (sc::HTTP_ROUTE, k.route.map(Lv::Str)),
+            (sc::NETWORK_PROTOCOL_VERSION, k.protocol.map(Lv::Str)),
+            (sc::URL_SCHEME, Some(Lv::Str(k.scheme))),
+        ];
+        self.durations.get(&pairs).merge(counts, sum, count);
     }
 
     /// Cumulative values now (the active gauge is read from the request-thread counters).

@@ -166,6 +166,16 @@ pub fn note_started() {
     }
 }
 
+/// Count a span the request thread dropped itself (a head-dropped server span that only counted
+/// in the metrics cells, `metrics::cells`): no record, no queue. The processing thread still has
+/// to run, to drain the cells into the metrics it exports.
+pub fn note_sampled_out() {
+    if let Some(p) = current() {
+        p.stats.sampled_out.fetch_add(1, Ordering::Relaxed);
+        p.ensure_worker();
+    }
+}
+
 /// The settings, once the agent has started.
 pub fn settings() -> Option<&'static Settings> {
     SETTINGS.get().map(|s| &**s)

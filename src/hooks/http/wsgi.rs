@@ -236,7 +236,7 @@ fn begin<'py>(
         }
     }
     let extracted = propagation::extract(&agent.propagators, |h| found.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
-    let (span, recording) = server::start_split(py, agent, &opts.scope, extracted, |rec| red_attributes(environ, rec), |rec| {
+    let (span, recording) = server::start_lite(py, agent, &opts.scope, extracted, red_values(environ)?, |rec| {
         request_attributes(environ, rec)?;
         capture_request_headers(py, agent, environ, rec)
     })?;
@@ -356,23 +356,20 @@ fn wsgi_url(environ: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// What every recorded server span carries, sampled or not: the attributes the RED metrics and
-/// the active-requests gauge read (the route and status come from `start_response`).
-fn red_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
+/// the active-requests gauge read (the route and status come from `start_response`). Each value
+/// is borrowed from the environ's own str (no copy); values that are nearly always one of a few
+/// constants are kept as static text.
+fn red_values(environ: &Bound<'_, PyDict>) -> PyResult<server::RedValues> {
     let py = environ.py();
-    // Each value is borrowed from the environ's own str (no copy) until it goes into the record;
-    // values that are nearly always one of a few constants go in as static text.
-    let get = |k: &Bound<'py, PyString>| get_pystr(environ, k);
-    let method = get(intern!(py, "REQUEST_METHOD"))?;
-    sc::set_method(rec, text(&method).as_deref().unwrap_or("GET"));
-    let scheme_obj = get(intern!(py, "wsgi.url_scheme"))?;
-    let scheme_text = text(&scheme_obj);
-    rec.push(sc::URL_SCHEME, sc::known_or_owned(scheme_text.as_deref().unwrap_or("http"), &sc::SCHEMES));
-    let proto = get(intern!(py, "SERVER_PROTOCOL"))?;
+    let method = get_pystr(environ, intern!(py, "REQUEST_METHOD"))?;
+    let scheme = get_pystr(environ, intern!(py, "wsgi.url_scheme"))?;
+    let proto = get_pystr(environ, intern!(py, "SERVER_PROTOCOL"))?;
     let proto = text(&proto);
-    if let Some(v) = proto.as_deref().and_then(sc::protocol_version) {
-        rec.push(sc::NETWORK_PROTOCOL_VERSION, sc::known_or_owned(v, &sc::PROTOCOL_VERSIONS));
-    }
-    Ok(())
+    Ok(server::RedValues::new(
+        text(&method).as_deref().unwrap_or("GET"),
+        text(&scheme).as_deref().unwrap_or("http"),
+        proto.as_deref().and_then(sc::protocol_version),
+    ))
 }
 
 /// The rest of a sampled server span's request attributes (after `red_attributes`).
@@ -487,12 +484,22 @@ impl StartResponse {
         quietly("the WSGI start_response hook", || {
             guard::inject(TestFault::StartResponse);
             let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(|t| sc::status_code(&t)));
-            let route = match &self.environ {
+            let mut route = match &self.environ {
                 Some(env) => flask_route(env.bind(py))?,
                 None => None,
             };
-            self.span
-                .get()
+            let span = self.span.get();
+            // A head-dropped span keeps its lite state: no record for the status and route.
+            let lite = span.with_lite(|l| {
+                l.status = code.or(l.status);
+                if let Some(r) = route.take() {
+                    l.route = Some(r);
+                }
+            });
+            if lite.is_some() && !self.capture {
+                return Ok(());
+            }
+            span
                 .with(|rec| {
                     if let Some(c) = code {
                         rec.set(sc::HTTP_RESPONSE_STATUS_CODE, c);
