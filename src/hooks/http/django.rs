@@ -45,7 +45,7 @@ fn set_route(py: Python<'_>, request: &Bound<'_, PyAny>, resolver_match: &Bound<
     let (Some(path), Some(path_info)) = (str_attr(request, intern!(py, "path"))?, str_attr(request, intern!(py, "path_info"))?) else {
         return Ok(());
     };
-    super::asgi::set_server_route(py, django_template(&text(&path), &text(&path_info), &text(&route)));
+    super::server::set_current_route(py, django_template(&text(&path), &text(&path_info), &text(&route)));
     Ok(())
 }
 

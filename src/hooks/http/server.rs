@@ -107,7 +107,10 @@ pub fn late_fill_needed(rec: &SpanRecord) -> bool {
 /// - it ended in error (a 5xx status; an exception makes the record when it is recorded), which
 ///   the error counter and keep-errors-and-slow read;
 /// - it took at least the shortest slow threshold (the processing thread applies the exact,
-///   per-route one, and counts it as slow, or keeps it).
+///   per-route one, and counts it as slow, or keeps it);
+/// - the filter cannot tell from its route and method alone whether it filters it (no route
+///   while route globs are set, or attribute filters), so counts stay as the processing thread
+///   gives them.
 ///
 /// Below the shortest threshold no threshold applies, whatever the route: such a span is neither
 /// slow nor kept, and its only trace is `http.server.request.duration`.
@@ -121,6 +124,9 @@ pub fn count_only(lite: &Lite, end_ns: u64) -> bool {
     if end_ns.saturating_sub(lite.start_ns) >= shortest.as_nanos() as u64 {
         return false;
     }
+    // The filter is asked first, as the processing thread does for every span: it counts in
+    // `ferrotel.spans.dropped` as filtered rather than sampled out.
+    let Some(filtered) = crate::pipeline::filter().and_then(|f| f.filters_route(lite.route.as_deref(), &lite.method)) else { return false };
     if crate::agent::get().is_some_and(|a| a.metrics) {
         let key = ServerKey {
             method: &lite.method,
@@ -131,7 +137,7 @@ pub fn count_only(lite: &Lite, end_ns: u64) -> bool {
         };
         cells::add_server_duration(&key, end_ns.saturating_sub(lite.start_ns) as f64 / 1e9);
     }
-    crate::pipeline::note_sampled_out();
+    crate::pipeline::note_dropped(filtered);
     true
 }
 
@@ -210,6 +216,24 @@ impl RedValues {
             method_original,
             scheme: sc::known_or_owned(scheme, &sc::SCHEMES),
             protocol: protocol.map(|v| sc::known_or_owned(v, &sc::PROTOCOL_VERSIONS)),
+        }
+    }
+}
+
+/// Set `http.route` on the server span of the current request (framework hooks whose router is
+/// only visible from Python: Django's resolver). A head-dropped span keeps its lite state.
+pub fn set_current_route(py: Python<'_>, route: String) {
+    let Some(span) = crate::hooks::current::get(py) else { return };
+    let span = span.get();
+    let mut route = Some(route);
+    let lite = span.with_lite(|l| l.route = route.take().map(Text::from));
+    if lite.is_none() {
+        if let Some(route) = route {
+            span.with(|rec| {
+                if rec.kind == SpanKind::Server {
+                    rec.set(sc::HTTP_ROUTE, Text::from(route));
+                }
+            });
         }
     }
 }
