@@ -74,7 +74,7 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
         return Ok(app.call1((environ, start_response))?.unbind());
     };
     let token = quietly("the current-span store", || current::enter(py, &span)).flatten();
-    let result = app.call1((environ.clone(), wrapped_sr));
+    let result = app.call1((environ.clone(), wrapped_sr.clone()));
     current::exit(py, token);
     // A light record (the head sampler dropped it) keeps the environ until it ends, to read the
     // attributes it skipped should it be exported after all (`server::late_fill_needed`).
@@ -89,9 +89,17 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
             }
             if opts.flask_route {
                 // Flask's usual body: end the span from Werkzeug's own close callbacks instead of
-                // wrapping the body (one small object instead of a wrapper the server iterates).
+                // wrapping the body. The callback is the `start_response` wrapper itself (called
+                // without arguments): no further object per request.
                 let attached = quietly("the WSGI hook", || {
-                    closing_callbacks(&body)?.map(|cbs| cbs.append(EndSpan { span: span.clone().unbind(), late: late.as_ref().map(|e| e.clone_ref(py)) })).transpose()
+                    closing_callbacks(&body)?
+                        .map(|cbs| {
+                            let sr = wrapped_sr.get();
+                            let _ = sr.late.set(py, late.as_ref().map(|e| e.clone_ref(py)));
+                            sr.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+                            cbs.append(&wrapped_sr)
+                        })
+                        .transpose()
                 });
                 if attached.flatten().is_some() {
                     return Ok(body.unbind());
@@ -167,32 +175,6 @@ fn closing_callbacks<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py
     Ok((inner.is_instance_of::<pyo3::types::PyList>() || inner.is_instance_of::<PyTuple>()).then_some(callbacks))
 }
 
-/// A close callback that ends a WSGI server span (see `closing_callbacks`).
-#[pyclass(frozen, module = "ferrotel._native")]
-pub struct EndSpan {
-    span: Py<Span>,
-    /// A light record's environ (see `end_span`).
-    late: Option<Py<PyDict>>,
-}
-
-#[pymethods]
-impl EndSpan {
-    fn __call__(&self, py: Python<'_>) {
-        quietly("the WSGI body hook", || {
-            guard::inject(TestFault::Body);
-            Ok(())
-        });
-        end_span(py, self.span.get(), self.late.as_ref());
-    }
-}
-
-impl Drop for EndSpan {
-    fn drop(&mut self) {
-        // Never called (the server did not close the body): the span ends when this goes away.
-        Python::attach(|py| end_span(py, self.span.get(), self.late.as_ref()));
-    }
-}
-
 /// Whether `body` is the server's `wsgi.file_wrapper` (lists and tuples, the usual bodies, are
 /// ruled out without a lookup).
 fn is_file_wrapper(environ: &Bound<'_, PyAny>, body: &Bound<'_, PyAny>) -> bool {
@@ -247,6 +229,8 @@ fn begin<'py>(
         span: span.clone().unbind(),
         environ: (opts.flask_route && recording).then(|| environ.clone().unbind()),
         capture: recording && !agent.capture_response_headers.is_empty(),
+        closing: std::sync::atomic::AtomicBool::new(false),
+        late: PyOnceLock::new(),
     };
     Ok((span, Bound::new(py, sr)?, light))
 }
@@ -465,7 +449,9 @@ fn finish(rec: &mut SpanRecord) {
 }
 
 /// The `start_response` the app receives: records status (and Flask's route, which is only
-/// reachable until Flask pops its request context), then calls the server's.
+/// reachable until Flask pops its request context), then calls the server's. For Flask's usual
+/// bodies it is also the close callback Werkzeug calls (without arguments) when the server
+/// closes the body, which ends the span (see `closing_callbacks`): one object for both.
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct StartResponse {
     inner: Py<PyAny>,
@@ -473,14 +459,46 @@ pub struct StartResponse {
     environ: Option<Py<PyDict>>,
     /// Response headers are to be captured.
     capture: bool,
+    /// Set when it became a close callback: it ends the span then, or when it goes away (the
+    /// server never closed the body).
+    closing: std::sync::atomic::AtomicBool,
+    /// A light record's environ (see `end_span`), set with `closing`.
+    late: PyOnceLock<Option<Py<PyDict>>>,
+}
+
+impl StartResponse {
+    fn end(&self, py: Python<'_>) {
+        end_span(py, self.span.get(), self.late.get(py).and_then(|l| l.as_ref()));
+    }
+}
+
+impl Drop for StartResponse {
+    fn drop(&mut self) {
+        if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            // Never called as the close callback (the server did not close the body).
+            Python::attach(|py| self.end(py));
+        }
+    }
 }
 
 #[pymethods]
 impl StartResponse {
     /// `exc_info` as PEP 3333 gives it (an optional third argument): a fixed signature, so the
     /// call passes its arguments without building a tuple for `*args`.
-    #[pyo3(signature = (status, headers, exc_info = None))]
-    fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    /// Without arguments: Werkzeug's close callback (it returns None).
+    #[pyo3(signature = (status = None, headers = None, exc_info = None))]
+    fn __call__(&self, py: Python<'_>, status: Option<Bound<'_, PyAny>>, headers: Option<Bound<'_, PyAny>>, exc_info: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let (Some(status), Some(headers)) = (status, headers) else {
+            if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+                quietly("the WSGI body hook", || {
+                    guard::inject(TestFault::Body);
+                    Ok(())
+                });
+                self.end(py);
+                return Ok(py.None());
+            }
+            return Err(pyo3::exceptions::PyTypeError::new_err("start_response() takes a status and a list of headers"));
+        };
         quietly("the WSGI start_response hook", || {
             guard::inject(TestFault::StartResponse);
             let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(|t| sc::status_code(&t)));
