@@ -285,6 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn counts_from_the_request_threads_join_the_series_of_recorded_spans() {
+        let mut red = Red::new();
+        let mut s = server_span("/users/<int:uid>", 2);
+        s.set(sc::HTTP_RESPONSE_STATUS_CODE, 200i64);
+        s.set(sc::NETWORK_PROTOCOL_VERSION, "1.1");
+        s.set(sc::URL_SCHEME, "http");
+        red.observe(&s);
+        let key = ServerKey { method: "GET", status: Some(200), route: Some("/users/<int:uid>"), protocol: Some("1.1"), scheme: "http" };
+        let mut counts = vec![0u64; DURATION_BOUNDS.len() + 1];
+        counts[0] = 3;
+        counts[6] = 1;
+        red.merge_server(&key, &counts, 0.2, 4);
+        red.merge_server(&ServerKey { status: Some(404), route: None, ..key }, &counts, 0.2, 4);
+        let snap = red.snapshot();
+        assert_eq!(snap.durations.len(), 2, "the same labels are the same series");
+        let users = snap.durations.iter().find(|h| h.labels.contains(&("http.route".into(), "/users/<int:uid>".into()))).unwrap();
+        assert_eq!((users.count, users.counts[0], users.counts[6]), (5, 4, 1));
+        assert!((users.sum - 0.202).abs() < 1e-9);
+        let missing = snap.durations.iter().find(|h| h.count == 4).unwrap();
+        assert_eq!(missing.labels, vec![
+            ("http.request.method".to_string(), "GET".to_string()),
+            ("http.response.status_code".into(), "404".into()),
+            ("network.protocol.version".into(), "1.1".into()),
+            ("url.scheme".into(), "http".into()),
+        ]);
+    }
+
+    #[test]
     fn protocol_version_is_a_label_of_the_server_duration() {
         let mut red = Red::new();
         for (i, v) in ["1.1", "1.1", "2", "1.1"].iter().enumerate() {
