@@ -89,7 +89,7 @@ impl HandlerCall {
         }
         let bound = capi::method_new(original, handler)?;
         let excluded = self.excluded.as_ref().map(|e| e.clone_ref(py));
-        let m = py.get_type::<super::wsgi::WsgiMiddleware>().call1((bound, self.scope.as_str(), false, excluded))?;
+        let m = py.get_type::<super::wsgi::WsgiMiddleware>().call1((bound, self.scope.as_str(), false, excluded, true))?;
         dict.set_item(key, &m)?;
         Ok(m)
     }

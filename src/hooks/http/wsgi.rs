@@ -25,6 +25,8 @@ struct Options {
     scope: Scope,
     /// Read Flask's route template (`environ["werkzeug.request"].url_rule.rule`).
     flask_route: bool,
+    /// The app is Django's WSGI handler: its usual responses end the span from their own close.
+    django: bool,
 }
 
 /// WSGI middleware: `Middleware(app)` is a WSGI app that traces every request to `app`.
@@ -42,14 +44,15 @@ impl WsgiMiddleware {
     #[new]
     /// `flask=True`: the wrapped callable is a Flask app's `wsgi_app`; read its route template.
     /// `excluded`: called with each request's full URL; a true answer leaves it untraced.
-    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false, excluded = None))]
-    fn new(py: Python<'_>, app: Py<PyAny>, scope: String, flask: bool, excluded: Option<Py<PyAny>>) -> Self {
+    /// `django=True`: the wrapped callable is Django's `WSGIHandler.__call__`.
+    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false, excluded = None, django = false))]
+    fn new(py: Python<'_>, app: Py<PyAny>, scope: String, flask: bool, excluded: Option<Py<PyAny>>, django: bool) -> Self {
         let scope = match scope.as_str() {
             "ferrotel.wsgi" => Scope::fixed("ferrotel.wsgi"),
             "ferrotel.flask" => Scope::fixed("ferrotel.flask"),
             _ => Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) },
         };
-        WsgiMiddleware { app, opts: Options { scope, flask_route: flask }, excluded: excluded.filter(|e| !e.is_none(py)) }
+        WsgiMiddleware { app, opts: Options { scope, flask_route: flask, django }, excluded: excluded.filter(|e| !e.is_none(py)) }
     }
 
     fn __call__(&self, py: Python<'_>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -81,12 +84,14 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
     let late = if light { environ.cast::<PyDict>().ok().map(|e| e.clone().unbind()) } else { None };
     match result {
         Ok(body) => {
-            if opts.flask_route {
+            if opts.flask_route || opts.django {
                 // Flask's usual body: end the span from Werkzeug's own close callbacks instead of
-                // wrapping the body. The callback is the `start_response` wrapper itself (called
-                // without arguments): no further object per request.
+                // wrapping the body; Django's: from the response's own closers. The callback is
+                // the `start_response` wrapper itself (called without arguments): no further
+                // object per request, and nothing between the server and the body.
                 let attached = quietly("the WSGI hook", || {
-                    closing_callbacks(&body)?
+                    let callbacks = if opts.django { django_closers(&body)? } else { closing_callbacks(&body)? };
+                    callbacks
                         .map(|cbs| {
                             let sr = wrapped_sr.get();
                             let _ = sr.late.set(py, late.as_ref().map(|e| e.clone_ref(py)));
@@ -175,6 +180,32 @@ fn closing_callbacks<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py
     let Some(response) = last.getattr_opt(intern!(py, "__self__"))? else { return Ok(None) };
     let Some(inner) = response.getattr_opt(intern!(py, "response"))? else { return Ok(None) };
     Ok((inner.is_instance_of::<pyo3::types::PyList>() || inner.is_instance_of::<PyTuple>()).then_some(callbacks))
+}
+
+static DJANGO_RESPONSE: PyOnceLock<Option<Py<pyo3::types::PyType>>> = PyOnceLock::new();
+
+/// The closer list of a Django `HttpResponse` (not streamed: its content is bytes already, so
+/// iterating it cannot fail): `close()`, which the server calls, calls each closer (and ignores
+/// their exceptions), so the span can end there with nothing between the server and the body.
+/// None for anything else (streamed responses keep the wrapper, which records an error raised
+/// while iterating; `FileResponse` is streamed).
+fn django_closers<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, pyo3::types::PyList>>> {
+    let py = body.py();
+    let known = DJANGO_RESPONSE.get_or_init(py, || {
+        (|| -> PyResult<Option<Py<pyo3::types::PyType>>> {
+            let module = py.import("sys")?.getattr("modules")?.get_item("django.http.response").ok();
+            Ok(match module {
+                Some(m) => m.getattr_opt("HttpResponse")?.and_then(|t| t.cast_into::<pyo3::types::PyType>().ok()).map(Bound::unbind),
+                None => None,
+            })
+        })()
+        .unwrap_or(None)
+    });
+    let Some(known) = known else { return Ok(None) };
+    if !body.is_instance(known.bind(py))? {
+        return Ok(None);
+    }
+    Ok(body.getattr_opt(intern!(py, "_resource_closers"))?.and_then(|c| c.cast_into::<pyo3::types::PyList>().ok()))
 }
 
 /// Whether `body` is the server's `wsgi.file_wrapper` (lists and tuples, the usual bodies, are
