@@ -94,7 +94,6 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
                     callbacks
                         .map(|cbs| {
                             let sr = wrapped_sr.get();
-                            let _ = sr.late.set(py, late.as_ref().map(|e| e.clone_ref(py)));
                             sr.closing.store(true, std::sync::atomic::Ordering::Relaxed);
                             cbs.append(&wrapped_sr)
                         })
@@ -263,7 +262,7 @@ fn begin<'py>(
         environ: (opts.flask_route && recording).then(|| environ.clone().unbind()),
         capture: recording && !agent.capture_response_headers.is_empty(),
         closing: std::sync::atomic::AtomicBool::new(false),
-        late: PyOnceLock::new(),
+        late: light.then(|| environ.clone().unbind()),
     };
     Ok((span, Bound::new(py, sr)?, light))
 }
@@ -495,13 +494,13 @@ pub struct StartResponse {
     /// Set when it became a close callback: it ends the span then, or when it goes away (the
     /// server never closed the body).
     closing: std::sync::atomic::AtomicBool,
-    /// A light record's environ (see `end_span`), set with `closing`.
-    late: PyOnceLock<Option<Py<PyDict>>>,
+    /// A light record's environ (see `end_span`).
+    late: Option<Py<PyDict>>,
 }
 
 impl StartResponse {
     fn end(&self, py: Python<'_>) {
-        end_span(py, self.span.get(), self.late.get(py).and_then(|l| l.as_ref()));
+        end_span(py, self.span.get(), self.late.as_ref());
     }
 }
 
