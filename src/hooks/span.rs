@@ -1,18 +1,19 @@
 //! The span handle Python holds while a span is open: its identity (immutable) and the record
 //! being filled (behind a mutex, taken exactly once when the span ends).
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTraceback;
 
-use crate::context::SpanContext;
+use crate::context::{SpanContext, SpanId};
 use crate::metrics::active;
 use crate::pipeline;
 use crate::semconv::{self, ExceptionInfo};
 use super::convert;
 use crate::config::limits::Limits;
-use crate::span::{now_ns, Event, Head, SpanRecord, Status, Value};
+use crate::span::{now_ns, Event, Family, Head, Scope, SpanKind, SpanRecord, Status, Text, Value};
 
 /// The span limits in force (the specification's defaults before the agent started).
 pub fn limits() -> &'static Limits {
@@ -20,12 +21,82 @@ pub fn limits() -> &'static Limits {
     crate::agent::get().map_or(&DEFAULT, |a| &a.limits)
 }
 
+/// A server span the head sampler dropped, while it is open: only what the RED metrics read and
+/// what a record needs should it be made after all. No record is built unless something writes
+/// to the span (an attribute, an exception: `Span::with` makes the record then) or it ends in
+/// error or slow; otherwise it ends by counting in `metrics::cells` (see `Span::end`).
+#[derive(Debug)]
+pub struct Lite {
+    pub start_ns: u64,
+    pub parent_span_id: SpanId,
+    pub parent_remote: bool,
+    pub head: Head,
+    pub scope: Scope,
+    /// `http.request.method` as the conventions give it (`_OTHER` for unknown methods) and the
+    /// method as sent when it is not a known one (`http.request.method_original`).
+    pub method: Text,
+    pub method_original: Option<Text>,
+    pub scheme: Text,
+    pub protocol: Option<Text>,
+    pub status: Option<i64>,
+    pub route: Option<Text>,
+}
+
+impl Lite {
+    /// The record this span would have had (what a light record held: the RED attributes).
+    fn into_record(self, context: &SpanContext) -> SpanRecord {
+        let mut attributes = Vec::with_capacity(12);
+        attributes.push((Cow::Borrowed(semconv::HTTP_REQUEST_METHOD), Value::Str(self.method)));
+        if let Some(m) = self.method_original {
+            attributes.push((Cow::Borrowed(semconv::HTTP_REQUEST_METHOD_ORIGINAL), Value::Str(m)));
+        }
+        attributes.push((Cow::Borrowed(semconv::URL_SCHEME), Value::Str(self.scheme)));
+        if let Some(p) = self.protocol {
+            attributes.push((Cow::Borrowed(semconv::NETWORK_PROTOCOL_VERSION), Value::Str(p)));
+        }
+        if let Some(c) = self.status {
+            attributes.push((Cow::Borrowed(semconv::HTTP_RESPONSE_STATUS_CODE), Value::Int(c)));
+        }
+        if let Some(r) = self.route {
+            attributes.push((Cow::Borrowed(semconv::HTTP_ROUTE), Value::Str(r)));
+        }
+        SpanRecord {
+            trace_id: context.trace_id,
+            span_id: context.span_id,
+            parent_span_id: self.parent_span_id,
+            parent_remote: self.parent_remote,
+            flags: context.flags,
+            trace_state: context.trace_state.clone(),
+            name: Text::default(),
+            kind: SpanKind::Server,
+            start_ns: self.start_ns,
+            end_ns: 0,
+            attributes,
+            events: Vec::new(),
+            links: Vec::new(),
+            status: Status::Unset,
+            scope: self.scope,
+            head: self.head,
+            dropped: Default::default(),
+            family: Family::Http,
+            raw_query: None,
+        }
+    }
+}
+
+/// An open span's state.
+enum Open {
+    Record(SpanRecord),
+    Lite(Lite),
+}
+
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct Span {
     pub context: SpanContext,
     pub baggage: Option<String>,
-    /// The record while the span is open and recording; None once ended (or never recorded).
-    record: Mutex<Option<SpanRecord>>,
+    /// The record (or the lite state) while the span is open and recording; None once ended (or
+    /// never recorded).
+    record: Mutex<Option<Open>>,
     /// The active-requests slot this span holds while open.
     active: Option<active::Slot>,
     /// A call whose library speaks HTTP underneath (an AWS SDK call): the HTTP client hooks make
@@ -38,13 +109,19 @@ impl Span {
     pub fn new(record: SpanRecord, baggage: Option<String>, recording: bool, active: Option<active::Slot>) -> Self {
         let context = record.context();
         pipeline::note_started();
-        Span { context, baggage, record: Mutex::new(recording.then_some(record)), active: active.filter(|_| recording), leaf: false }
+        Span { context, baggage, record: Mutex::new(recording.then_some(Open::Record(record))), active: active.filter(|_| recording), leaf: false }
+    }
+
+    /// A head-dropped server span that keeps only its lite state (see `Lite`).
+    pub fn lite(context: SpanContext, baggage: Option<String>, lite: Lite, active: Option<active::Slot>) -> Self {
+        pipeline::note_started();
+        Span { context, baggage, record: Mutex::new(Some(Open::Lite(lite))), active, leaf: false }
     }
 
     /// A handle for a record a hook already counted as started (`pipeline::note_started`).
     pub fn recorded(record: SpanRecord) -> Self {
         let context = record.context();
-        Span { context, baggage: None, record: Mutex::new(Some(record)), active: None, leaf: false }
+        Span { context, baggage: None, record: Mutex::new(Some(Open::Record(record))), active: None, leaf: false }
     }
 
     /// A handle that only carries an identity (and baggage): another tracer's span or a remote
@@ -63,22 +140,67 @@ impl Span {
     }
 
     /// Work on the open record, if the span is still recording.
+    /// A lite span gets its record here (it may be exported after all, so what is written to
+    /// it must be kept).
     pub fn with<R>(&self, f: impl FnOnce(&mut SpanRecord) -> R) -> Option<R> {
         let mut guard = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_mut().map(f)
+        if matches!(*guard, Some(Open::Lite(_))) {
+            if let Some(Open::Lite(lite)) = guard.take() {
+                *guard = Some(Open::Record(lite.into_record(&self.context)));
+            }
+        }
+        match guard.as_mut() {
+            Some(Open::Record(rec)) => Some(f(rec)),
+            _ => None,
+        }
     }
 
-    /// End the span (once; later calls do nothing) and hand it to the pipeline.
+    /// Work on the lite state of a head-dropped server span (None: it has a record, or ended).
+    pub fn with_lite<R>(&self, f: impl FnOnce(&mut Lite) -> R) -> Option<R> {
+        let mut guard = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(Open::Lite(lite)) => Some(f(lite)),
+            _ => None,
+        }
+    }
+
+    /// The head decision of an open span (None once ended or when not recording).
+    pub fn head(&self) -> Option<Head> {
+        match self.record.lock().unwrap_or_else(|p| p.into_inner()).as_ref()? {
+            Open::Record(r) => Some(r.head),
+            Open::Lite(l) => Some(l.head),
+        }
+    }
+
+    /// End the span (once; later calls do nothing) and hand it to the pipeline. A lite span that
+    /// ended neither in error nor slow only counts in the metrics cells (`server::count_only`);
+    /// otherwise it gets its record now, which goes the usual way.
     pub fn end(&self, finish: impl FnOnce(&mut SpanRecord)) {
         let taken = self.record.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut rec) = taken {
-            if let Some(slot) = self.active {
-                active::leave(slot);
+        let mut rec = match taken {
+            None => return,
+            Some(Open::Record(rec)) => rec,
+            Some(Open::Lite(lite)) => {
+                let end_ns = now_ns().max(lite.start_ns);
+                if super::http::server::count_only(&lite, end_ns) {
+                    if let Some(slot) = self.active {
+                        active::leave(slot);
+                    }
+                    return;
+                }
+                let mut rec = lite.into_record(&self.context);
+                rec.end_ns = end_ns;
+                rec
             }
-            rec.end_ns = now_ns().max(rec.start_ns);
-            finish(&mut rec);
-            pipeline::submit(rec);
+        };
+        if let Some(slot) = self.active {
+            active::leave(slot);
         }
+        if rec.end_ns == 0 {
+            rec.end_ns = now_ns().max(rec.start_ns);
+        }
+        finish(&mut rec);
+        pipeline::submit(rec);
     }
 
     /// Record a Python exception as an `exception` event (first one only: a framework hook and
@@ -124,7 +246,7 @@ impl Span {
     /// only for metrics after its parent or `always_off` dropped it is not "recording".
     #[getter]
     fn is_recording(&self) -> bool {
-        self.with(|r| r.head != Head::Dropped).unwrap_or(false)
+        self.head().is_some_and(|h| h != Head::Dropped)
     }
     #[getter]
     fn trace_flags(&self) -> u8 {
@@ -211,6 +333,9 @@ impl Span {
     /// End the span (once); `end_time_ns` defaults to now.
     #[pyo3(name = "end", signature = (end_time_ns = None))]
     fn py_end(&self, end_time_ns: Option<u64>) {
+        if end_time_ns.is_some() {
+            self.with(|_| ()); // a lite span ends at the given time: through its record
+        }
         self.end(|r| {
             if let Some(t) = end_time_ns {
                 r.end_ns = t.max(r.start_ns);

@@ -4,10 +4,13 @@
 //! - `red`: the export thread's aggregator over finished spans, keyed on their family: HTTP
 //!   server spans (duration histogram with the semantic-convention buckets, slow and error
 //!   counters), HTTP client spans (duration) and database spans (`db.client.operation.duration`).
+//! - `cells`: `http.server.request.duration` counted on the request thread for head-dropped
+//!   requests that leave no record (neither errors nor slow), drained into `red` at each snapshot.
 //! - `snapshot`: one process's cumulative values, the unit that is merged and exported.
 //! - `prometheus`: text exposition, and the multi-process scrape endpoint (see there).
 
 pub mod active;
+pub mod cells;
 pub mod prometheus;
 pub mod red;
 pub mod snapshot;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use super::snapshot::{Counter, Gauge, Histogram, Labels, Snapshot};
+use super::cells::ServerKey;
 use super::{active, DB_DURATION_BOUNDS, DURATION_BOUNDS};
 use crate::processors::{errors, slow};
 use crate::semconv::{self as sc, db};
@@ -96,6 +97,16 @@ struct Buckets {
 }
 
 impl Buckets {
+    /// Add counts taken elsewhere (`cells`), bucket by bucket.
+    fn merge(&mut self, counts: &[u64], sum: f64, count: u64) {
+        if self.counts.len() < counts.len() {
+            self.counts.resize(counts.len(), 0);
+        }
+        self.counts.iter_mut().zip(counts).for_each(|(a, b)| *a += b);
+        self.sum += sum;
+        self.count += count;
+    }
+
     fn add(&mut self, bounds: &[f64], seconds: f64) {
         if self.counts.is_empty() {
             self.counts = vec![0; bounds.len() + 1];
@@ -192,6 +203,20 @@ impl Red {
         }
     }
 
+    /// Requests counted on the request threads (`cells`: head-dropped requests that were neither
+    /// errors nor slow), into the same series `observe` feeds.
+    pub fn merge_server(&mut self, k: &ServerKey<'_>, counts: &[u64], sum: f64, count: u64) {
+        let pairs = [
+            (sc::ERROR_TYPE, None),
+            (sc::HTTP_REQUEST_METHOD, Some(Lv::Str(k.method))),
+            (sc::HTTP_RESPONSE_STATUS_CODE, k.status.map(Lv::Int)),
+            (sc::HTTP_ROUTE, k.route.map(Lv::Str)),
+            (sc::NETWORK_PROTOCOL_VERSION, k.protocol.map(Lv::Str)),
+            (sc::URL_SCHEME, Some(Lv::Str(k.scheme))),
+        ];
+        self.durations.get(&pairs).merge(counts, sum, count);
+    }
+
     /// Cumulative values now (the active gauge is read from the request-thread counters).
     pub fn snapshot(&self) -> Snapshot {
         let counters = |m: &Series<u64>| {
@@ -256,6 +281,34 @@ mod tests {
             ("error.type".to_string(), "ValueError".to_string()),
             ("http.request.method".into(), "GET".into()),
             ("http.route".into(), "/error".into())
+        ]);
+    }
+
+    #[test]
+    fn counts_from_the_request_threads_join_the_series_of_recorded_spans() {
+        let mut red = Red::new();
+        let mut s = server_span("/users/<int:uid>", 2);
+        s.set(sc::HTTP_RESPONSE_STATUS_CODE, 200i64);
+        s.set(sc::NETWORK_PROTOCOL_VERSION, "1.1");
+        s.set(sc::URL_SCHEME, "http");
+        red.observe(&s);
+        let key = ServerKey { method: "GET", status: Some(200), route: Some("/users/<int:uid>"), protocol: Some("1.1"), scheme: "http" };
+        let mut counts = vec![0u64; DURATION_BOUNDS.len() + 1];
+        counts[0] = 3;
+        counts[6] = 1;
+        red.merge_server(&key, &counts, 0.2, 4);
+        red.merge_server(&ServerKey { status: Some(404), route: None, ..key }, &counts, 0.2, 4);
+        let snap = red.snapshot();
+        assert_eq!(snap.durations.len(), 2, "the same labels are the same series");
+        let users = snap.durations.iter().find(|h| h.labels.contains(&("http.route".into(), "/users/<int:uid>".into()))).unwrap();
+        assert_eq!((users.count, users.counts[0], users.counts[6]), (5, 4, 1));
+        assert!((users.sum - 0.202).abs() < 1e-9);
+        let missing = snap.durations.iter().find(|h| h.count == 4).unwrap();
+        assert_eq!(missing.labels, vec![
+            ("http.request.method".to_string(), "GET".to_string()),
+            ("http.response.status_code".into(), "404".into()),
+            ("network.protocol.version".into(), "1.1".into()),
+            ("url.scheme".into(), "http".into()),
         ]);
     }
 

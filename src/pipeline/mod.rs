@@ -166,6 +166,24 @@ pub fn note_started() {
     }
 }
 
+/// Count a span the request thread dropped itself (a head-dropped server span that only counted
+/// in the metrics cells, `metrics::cells`): no record, no queue. The processing thread still has
+/// to run, to drain the cells into the metrics it exports.
+pub fn note_dropped(filtered: bool) {
+    if let Some(p) = current() {
+        let counter = if filtered { &p.stats.filtered } else { &p.stats.sampled_out };
+        counter.fetch_add(1, Ordering::Relaxed);
+        p.ensure_worker();
+    }
+}
+
+/// The filter of the processing chain, for the request threads' own verdicts (`note_dropped`).
+pub fn filter() -> Option<&'static crate::processors::filter::Filter> {
+    static FILTER: OnceCell<crate::processors::filter::Filter> = OnceCell::new();
+    let s = SETTINGS.get()?;
+    Some(FILTER.get_or_init(|| crate::processors::filter::Filter::new(&s.config.processing)))
+}
+
 /// The settings, once the agent has started.
 pub fn settings() -> Option<&'static Settings> {
     SETTINGS.get().map(|s| &**s)

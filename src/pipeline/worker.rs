@@ -450,7 +450,10 @@ impl Metrics {
         Some(Metrics { p, red: Red::new(), lane, last_push: Instant::now(), prometheus })
     }
 
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&mut self) -> Snapshot {
+        // Requests the request threads counted themselves (no record: see metrics::cells).
+        let red = &mut self.red;
+        crate::metrics::cells::drain(|k, counts, sum, count| red.merge_server(k, counts, sum, count));
         let mut s = self.red.snapshot();
         s.stats = self.p.stats.snapshot();
         s
@@ -458,12 +461,13 @@ impl Metrics {
 
     fn tick(&mut self, now: bool) {
         let cfg = &self.p.settings.config.metrics;
-        if let Some(lane) = self.lane.as_ref() {
-            if now || self.last_push.elapsed() >= cfg.interval {
+        if self.lane.is_some() && (now || self.last_push.elapsed() >= cfg.interval) {
+            let snap = self.snapshot();
+            if let Some(lane) = self.lane.as_ref() {
                 // Busy (a slow collector): this snapshot is skipped, the next carries its counts.
-                let _ = lane.offer(self.snapshot());
-                self.last_push = Instant::now();
+                let _ = lane.offer(snap);
             }
+            self.last_push = Instant::now();
         }
         let snap_needed = self.prometheus.as_ref().is_some_and(|pr| now || pr.last_publish.elapsed() >= PUBLISH_EVERY);
         if snap_needed {

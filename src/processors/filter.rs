@@ -23,6 +23,18 @@ impl Filter {
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty() && self.methods.is_empty() && self.attributes.is_empty()
     }
+
+    /// The verdict for a server span known only by its route and method (a head-dropped request
+    /// that has no record, `hooks::span::Lite`): `Some(true)` filtered, `Some(false)` not, `None`
+    /// when it takes more (no route while route globs are set: its path decides; attribute
+    /// filters).
+    pub fn filters_route(&self, route: Option<&str>, method: &str) -> Option<bool> {
+        if !self.attributes.is_empty() || (route.is_none() && !self.routes.is_empty()) {
+            return None;
+        }
+        let route_hit = route.is_some_and(|r| self.routes.iter().any(|g| glob::matches(g, r)));
+        Some(route_hit || self.methods.iter().any(|m| m == method))
+    }
 }
 
 /// The attribute as text to match a glob against (borrowed for strings, the common case).

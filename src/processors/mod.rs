@@ -17,7 +17,7 @@
 mod attributes;
 mod db;
 pub mod errors;
-mod filter;
+pub mod filter;
 mod limits;
 pub mod glob;
 mod redact;

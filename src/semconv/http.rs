@@ -15,7 +15,7 @@ pub const CLIENT_ADDRESS: &str = "client.address";
 pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
 pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
 
-const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+pub const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
 
 /// Record the request method: known methods as they are, anything else as `_OTHER` with the
 /// original kept beside it.

@@ -45,7 +45,7 @@ fn set_route(py: Python<'_>, request: &Bound<'_, PyAny>, resolver_match: &Bound<
     let (Some(path), Some(path_info)) = (str_attr(request, intern!(py, "path"))?, str_attr(request, intern!(py, "path_info"))?) else {
         return Ok(());
     };
-    super::asgi::set_server_route(py, django_template(&text(&path), &text(&path_info), &text(&route)));
+    super::server::set_current_route(py, django_template(&text(&path), &text(&path_info), &text(&route)));
     Ok(())
 }
 
@@ -89,7 +89,7 @@ impl HandlerCall {
         }
         let bound = capi::method_new(original, handler)?;
         let excluded = self.excluded.as_ref().map(|e| e.clone_ref(py));
-        let m = py.get_type::<super::wsgi::WsgiMiddleware>().call1((bound, self.scope.as_str(), false, excluded))?;
+        let m = py.get_type::<super::wsgi::WsgiMiddleware>().call1((bound, self.scope.as_str(), false, excluded, true))?;
         dict.set_item(key, &m)?;
         Ok(m)
     }

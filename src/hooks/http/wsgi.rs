@@ -25,6 +25,8 @@ struct Options {
     scope: Scope,
     /// Read Flask's route template (`environ["werkzeug.request"].url_rule.rule`).
     flask_route: bool,
+    /// The app is Django's WSGI handler: its usual responses end the span from their own close.
+    django: bool,
 }
 
 /// WSGI middleware: `Middleware(app)` is a WSGI app that traces every request to `app`.
@@ -42,14 +44,15 @@ impl WsgiMiddleware {
     #[new]
     /// `flask=True`: the wrapped callable is a Flask app's `wsgi_app`; read its route template.
     /// `excluded`: called with each request's full URL; a true answer leaves it untraced.
-    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false, excluded = None))]
-    fn new(py: Python<'_>, app: Py<PyAny>, scope: String, flask: bool, excluded: Option<Py<PyAny>>) -> Self {
+    /// `django=True`: the wrapped callable is Django's `WSGIHandler.__call__`.
+    #[pyo3(signature = (app, scope = "ferrotel.wsgi".to_string(), flask = false, excluded = None, django = false))]
+    fn new(py: Python<'_>, app: Py<PyAny>, scope: String, flask: bool, excluded: Option<Py<PyAny>>, django: bool) -> Self {
         let scope = match scope.as_str() {
             "ferrotel.wsgi" => Scope::fixed("ferrotel.wsgi"),
             "ferrotel.flask" => Scope::fixed("ferrotel.flask"),
             _ => Scope { name: scope.into(), version: Some(env!("CARGO_PKG_VERSION").into()) },
         };
-        WsgiMiddleware { app, opts: Options { scope, flask_route: flask }, excluded: excluded.filter(|e| !e.is_none(py)) }
+        WsgiMiddleware { app, opts: Options { scope, flask_route: flask, django }, excluded: excluded.filter(|e| !e.is_none(py)) }
     }
 
     fn __call__(&self, py: Python<'_>, environ: Bound<'_, PyAny>, start_response: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -74,28 +77,39 @@ fn handle(py: Python<'_>, app: &Bound<'_, PyAny>, environ: Bound<'_, PyAny>, sta
         return Ok(app.call1((environ, start_response))?.unbind());
     };
     let token = quietly("the current-span store", || current::enter(py, &span)).flatten();
-    let result = app.call1((environ.clone(), wrapped_sr));
+    let result = app.call1((environ.clone(), wrapped_sr.clone()));
     current::exit(py, token);
     // A light record (the head sampler dropped it) keeps the environ until it ends, to read the
     // attributes it skipped should it be exported after all (`server::late_fill_needed`).
     let late = if light { environ.cast::<PyDict>().ok().map(|e| e.clone().unbind()) } else { None };
     match result {
         Ok(body) => {
+            if opts.flask_route || opts.django {
+                // Flask's usual body: end the span from Werkzeug's own close callbacks instead of
+                // wrapping the body; Django's: from the response's own closers. The callback is
+                // the `start_response` wrapper itself (called without arguments): no further
+                // object per request, and nothing between the server and the body.
+                let attached = quietly("the WSGI hook", || {
+                    let callbacks = if opts.django { django_closers(&body)? } else { closing_callbacks(&body)? };
+                    callbacks
+                        .map(|cbs| {
+                            let sr = wrapped_sr.get();
+                            sr.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+                            cbs.append(&wrapped_sr)
+                        })
+                        .transpose()
+                });
+                if attached.flatten().is_some() {
+                    return Ok(body.unbind());
+                }
+            }
+            // (Checked after Flask's usual body, a Werkzeug ClosingIterator, which is never the
+            // server's file wrapper: one environ lookup fewer per Flask request.)
             if is_file_wrapper(&environ, &body) {
                 // The server sends it with sendfile() when it recognises its own wrapper: hand it
                 // back untouched; the app's work is done, so the span ends here.
                 end_span(py, span.get(), late.as_ref());
                 return Ok(body.unbind());
-            }
-            if opts.flask_route {
-                // Flask's usual body: end the span from Werkzeug's own close callbacks instead of
-                // wrapping the body (one small object instead of a wrapper the server iterates).
-                let attached = quietly("the WSGI hook", || {
-                    closing_callbacks(&body)?.map(|cbs| cbs.append(EndSpan { span: span.clone().unbind(), late: late.as_ref().map(|e| e.clone_ref(py)) })).transpose()
-                });
-                if attached.flatten().is_some() {
-                    return Ok(body.unbind());
-                }
             }
             let body = body.unbind();
             let wrapped = quietly("the WSGI hook", || {
@@ -167,30 +181,30 @@ fn closing_callbacks<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py
     Ok((inner.is_instance_of::<pyo3::types::PyList>() || inner.is_instance_of::<PyTuple>()).then_some(callbacks))
 }
 
-/// A close callback that ends a WSGI server span (see `closing_callbacks`).
-#[pyclass(frozen, module = "ferrotel._native")]
-pub struct EndSpan {
-    span: Py<Span>,
-    /// A light record's environ (see `end_span`).
-    late: Option<Py<PyDict>>,
-}
+static DJANGO_RESPONSE: PyOnceLock<Option<Py<pyo3::types::PyType>>> = PyOnceLock::new();
 
-#[pymethods]
-impl EndSpan {
-    fn __call__(&self, py: Python<'_>) {
-        quietly("the WSGI body hook", || {
-            guard::inject(TestFault::Body);
-            Ok(())
-        });
-        end_span(py, self.span.get(), self.late.as_ref());
+/// The closer list of a Django `HttpResponse` (not streamed: its content is bytes already, so
+/// iterating it cannot fail): `close()`, which the server calls, calls each closer (and ignores
+/// their exceptions), so the span can end there with nothing between the server and the body.
+/// None for anything else (streamed responses keep the wrapper, which records an error raised
+/// while iterating; `FileResponse` is streamed).
+fn django_closers<'py>(body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, pyo3::types::PyList>>> {
+    let py = body.py();
+    let known = DJANGO_RESPONSE.get_or_init(py, || {
+        (|| -> PyResult<Option<Py<pyo3::types::PyType>>> {
+            let module = py.import("sys")?.getattr("modules")?.get_item("django.http.response").ok();
+            Ok(match module {
+                Some(m) => m.getattr_opt("HttpResponse")?.and_then(|t| t.cast_into::<pyo3::types::PyType>().ok()).map(Bound::unbind),
+                None => None,
+            })
+        })()
+        .unwrap_or(None)
+    });
+    let Some(known) = known else { return Ok(None) };
+    if !body.is_instance(known.bind(py))? {
+        return Ok(None);
     }
-}
-
-impl Drop for EndSpan {
-    fn drop(&mut self) {
-        // Never called (the server did not close the body): the span ends when this goes away.
-        Python::attach(|py| end_span(py, self.span.get(), self.late.as_ref()));
-    }
+    Ok(body.getattr_opt(intern!(py, "_resource_closers"))?.and_then(|c| c.cast_into::<pyo3::types::PyList>().ok()))
 }
 
 /// Whether `body` is the server's `wsgi.file_wrapper` (lists and tuples, the usual bodies, are
@@ -236,7 +250,7 @@ fn begin<'py>(
         }
     }
     let extracted = propagation::extract(&agent.propagators, |h| found.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()));
-    let (span, recording) = server::start_split(py, agent, &opts.scope, extracted, |rec| red_attributes(environ, rec), |rec| {
+    let (span, recording) = server::start_lite(py, agent, &opts.scope, extracted, red_values(environ)?, |rec| {
         request_attributes(environ, rec)?;
         capture_request_headers(py, agent, environ, rec)
     })?;
@@ -247,6 +261,8 @@ fn begin<'py>(
         span: span.clone().unbind(),
         environ: (opts.flask_route && recording).then(|| environ.clone().unbind()),
         capture: recording && !agent.capture_response_headers.is_empty(),
+        closing: std::sync::atomic::AtomicBool::new(false),
+        late: light.then(|| environ.clone().unbind()),
     };
     Ok((span, Bound::new(py, sr)?, light))
 }
@@ -356,23 +372,20 @@ fn wsgi_url(environ: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// What every recorded server span carries, sampled or not: the attributes the RED metrics and
-/// the active-requests gauge read (the route and status come from `start_response`).
-fn red_attributes<'py>(environ: &Bound<'py, PyDict>, rec: &mut SpanRecord) -> PyResult<()> {
+/// the active-requests gauge read (the route and status come from `start_response`). Each value
+/// is borrowed from the environ's own str (no copy); values that are nearly always one of a few
+/// constants are kept as static text.
+fn red_values(environ: &Bound<'_, PyDict>) -> PyResult<server::RedValues> {
     let py = environ.py();
-    // Each value is borrowed from the environ's own str (no copy) until it goes into the record;
-    // values that are nearly always one of a few constants go in as static text.
-    let get = |k: &Bound<'py, PyString>| get_pystr(environ, k);
-    let method = get(intern!(py, "REQUEST_METHOD"))?;
-    sc::set_method(rec, text(&method).as_deref().unwrap_or("GET"));
-    let scheme_obj = get(intern!(py, "wsgi.url_scheme"))?;
-    let scheme_text = text(&scheme_obj);
-    rec.push(sc::URL_SCHEME, sc::known_or_owned(scheme_text.as_deref().unwrap_or("http"), &sc::SCHEMES));
-    let proto = get(intern!(py, "SERVER_PROTOCOL"))?;
+    let method = get_pystr(environ, intern!(py, "REQUEST_METHOD"))?;
+    let scheme = get_pystr(environ, intern!(py, "wsgi.url_scheme"))?;
+    let proto = get_pystr(environ, intern!(py, "SERVER_PROTOCOL"))?;
     let proto = text(&proto);
-    if let Some(v) = proto.as_deref().and_then(sc::protocol_version) {
-        rec.push(sc::NETWORK_PROTOCOL_VERSION, sc::known_or_owned(v, &sc::PROTOCOL_VERSIONS));
-    }
-    Ok(())
+    Ok(server::RedValues::new(
+        text(&method).as_deref().unwrap_or("GET"),
+        text(&scheme).as_deref().unwrap_or("http"),
+        proto.as_deref().and_then(sc::protocol_version),
+    ))
 }
 
 /// The rest of a sampled server span's request attributes (after `red_attributes`).
@@ -468,7 +481,9 @@ fn finish(rec: &mut SpanRecord) {
 }
 
 /// The `start_response` the app receives: records status (and Flask's route, which is only
-/// reachable until Flask pops its request context), then calls the server's.
+/// reachable until Flask pops its request context), then calls the server's. For Flask's usual
+/// bodies it is also the close callback Werkzeug calls (without arguments) when the server
+/// closes the body, which ends the span (see `closing_callbacks`): one object for both.
 #[pyclass(frozen, module = "ferrotel._native")]
 pub struct StartResponse {
     inner: Py<PyAny>,
@@ -476,23 +491,65 @@ pub struct StartResponse {
     environ: Option<Py<PyDict>>,
     /// Response headers are to be captured.
     capture: bool,
+    /// Set when it became a close callback: it ends the span then, or when it goes away (the
+    /// server never closed the body).
+    closing: std::sync::atomic::AtomicBool,
+    /// A light record's environ (see `end_span`).
+    late: Option<Py<PyDict>>,
+}
+
+impl StartResponse {
+    fn end(&self, py: Python<'_>) {
+        end_span(py, self.span.get(), self.late.as_ref());
+    }
+}
+
+impl Drop for StartResponse {
+    fn drop(&mut self) {
+        if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            // Never called as the close callback (the server did not close the body).
+            Python::attach(|py| self.end(py));
+        }
+    }
 }
 
 #[pymethods]
 impl StartResponse {
     /// `exc_info` as PEP 3333 gives it (an optional third argument): a fixed signature, so the
     /// call passes its arguments without building a tuple for `*args`.
-    #[pyo3(signature = (status, headers, exc_info = None))]
-    fn __call__(&self, py: Python<'_>, status: Bound<'_, PyAny>, headers: Bound<'_, PyAny>, exc_info: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    /// Without arguments: Werkzeug's close callback (it returns None).
+    #[pyo3(signature = (status = None, headers = None, exc_info = None))]
+    fn __call__(&self, py: Python<'_>, status: Option<Bound<'_, PyAny>>, headers: Option<Bound<'_, PyAny>>, exc_info: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let (Some(status), Some(headers)) = (status, headers) else {
+            if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+                quietly("the WSGI body hook", || {
+                    guard::inject(TestFault::Body);
+                    Ok(())
+                });
+                self.end(py);
+                return Ok(py.None());
+            }
+            return Err(pyo3::exceptions::PyTypeError::new_err("start_response() takes a status and a list of headers"));
+        };
         quietly("the WSGI start_response hook", || {
             guard::inject(TestFault::StartResponse);
             let code = status.cast::<PyString>().ok().and_then(|s| capi::utf8(s).and_then(|t| sc::status_code(&t)));
-            let route = match &self.environ {
+            let mut route = match &self.environ {
                 Some(env) => flask_route(env.bind(py))?,
                 None => None,
             };
-            self.span
-                .get()
+            let span = self.span.get();
+            // A head-dropped span keeps its lite state: no record for the status and route.
+            let lite = span.with_lite(|l| {
+                l.status = code.or(l.status);
+                if let Some(r) = route.take() {
+                    l.route = Some(r);
+                }
+            });
+            if lite.is_some() && !self.capture {
+                return Ok(());
+            }
+            span
                 .with(|rec| {
                     if let Some(c) = code {
                         rec.set(sc::HTTP_RESPONSE_STATUS_CODE, c);
