@@ -5,6 +5,11 @@ both under the loaded agent, so only the hook's own work differs.
     .venv/bin/python bench/profile_asgi.py                       # callgrind, both apps
     .venv/bin/python bench/profile_asgi.py --apps fastapi --cache # + I1/D1 misses (--cache-sim=yes)
     .venv/bin/python bench/profile_asgi.py --wall                # paired wall clock (noisy VM)
+    .venv/bin/python bench/profile_asgi.py --apps fastapi --only ferrotel --by-function
+        # + where hooked - quiet goes, by function (needs an unstripped build: see --by-function)
+    .venv/bin/python bench/profile_asgi.py --apps fastapi --only ferrotel \
+        --env OTEL_TRACES_SAMPLER=parentbased_traceidratio --env OTEL_TRACES_SAMPLER_ARG=0.01 \
+        --env OTEL_METRICS_EXPORTER=otlp                          # sampled-out requests
 
 - ``fastapi``: bench/asgi.py's app (``GET /`` -> ``hello``) awaited in a loop. Hooked: the app as
   the agent left it (its middleware stack under the native ASGI middleware, built on the first
@@ -148,14 +153,23 @@ def _main_thread_totals(stem: str) -> dict:
     raise ValueError(f"no totals in {main}")
 
 
-def callgrind(cfgs, apps, n1, n2, warmup, cache, endpoint, keep):
+def callgrind(cfgs, apps, n1, n2, warmup, cache, endpoint, keep, extra_env=None, only_variants=None, by_function=0):
     rows = []
     for app in apps:
         for name, cfg in cfgs.items():
             env = cfg.env(endpoint, f"bench-profile-asgi-{app}")
             env.update(PYTHONHASHSEED="0", OTEL_TRACES_EXPORTER="none")
+            env.update(extra_env or {})
             got = {}
             variants = ["raw", "hooked"] + (["quiet"] if app == "fastapi" else [])
+            if only_variants:
+                variants = [v for v in variants if v in only_variants]
+            mains = {}
+            # Every module's bytecode compiled before measuring: a run that compiles a changed or
+            # never-imported file (the tree, bench/) counts the compiler, ~50k instructions per
+            # request of a 1,200-request run.
+            subprocess.run(_worker_cmd(cfg, app, [(v, 2) for v in variants], 2, 1), env=env, cwd=str(HERE), check=True,
+                           capture_output=True)
             plans = [tuple(n1 for _ in variants)] + [tuple(n2 if i == j else n1 for i in range(len(variants))) for j in range(len(variants))]
             with tempfile.TemporaryDirectory() as tmp:
                 for counts in plans:
@@ -169,17 +183,62 @@ def callgrind(cfgs, apps, n1, n2, warmup, cache, endpoint, keep):
                           file=sys.stderr, flush=True)
                     subprocess.run(cmd, env=env, cwd=str(HERE), check=True, capture_output=True)
                     got[counts] = _main_thread_totals(stem)
+                    if by_function:
+                        kept = Path(tmp) / f"main.{tag}"
+                        shutil.copy(next(f for f in sorted(glob.glob(f"{stem}-*")) if f.endswith("-01")), kept)
+                        mains[counts] = kept
                     if keep:  # bench/results/callgrind/asgi-<app>-<config>-<a>-<b>-<thread>
                         OUT.mkdir(parents=True, exist_ok=True)
                         for f in glob.glob(f"{stem}-*"):
                             dest = OUT / f"asgi-{app}-{name.replace(' ', '-')}-{tag.replace('.', '-')}{f[len(stem):]}"
                             shutil.copy(f, dest)
+                if by_function and name != "no agent":
+                    _by_function(mains, plans, variants, n2 - n1, by_function)
             events = EVENTS if cache else ["Ir"]
             per = {v: {e: (got[plans[j + 1]][e] - got[plans[0]][e]) / (n2 - n1) for e in events} for j, v in enumerate(variants)}
             rows.append({"app": app, "config": name, **per})
             print(f"profile_asgi: {app} / {name}: " + ", ".join(f"{v} {per[v]['Ir']:,.0f}" for v in variants)
-                  + f" instructions/request (hooked - raw {per['hooked']['Ir'] - per['raw']['Ir']:+,.0f})", file=sys.stderr, flush=True)
+                  + " instructions/request"
+                  + "".join(f" (hooked - {o} {per['hooked']['Ir'] - per[o]['Ir']:+,.0f})" for o in ("raw", "quiet") if o in per and "hooked" in per),
+                  file=sys.stderr, flush=True)
     return rows
+
+
+def _annotate(path: Path, inclusive: bool) -> dict:
+    """{function: Ir} from callgrind_annotate (self cost, or inclusive)."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--show-percs=no", "--auto=no",
+                          f"--inclusive={'yes' if inclusive else 'no'}", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    got = {}
+    for line in out.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and parts[0].replace(",", "").isdigit() and ":" in parts[1]:
+            fn = parts[1].split(" [", 1)[0]
+            got[fn] = got.get(fn, 0) + int(parts[0].replace(",", ""))
+    return got
+
+
+def _by_function(mains, plans, variants, dn, top):
+    """Where ``hooked`` differs from ``quiet`` (else ``raw``), per request and function: self cost
+    (the difference of the two variants' long runs), and the agent's own entry points inclusive
+    (the hooked long run minus the all-short run). Printed to stderr."""
+    other = "quiet" if "quiet" in variants else "raw"
+    if "hooked" not in variants or other not in variants:
+        return
+    h = plans[variants.index("hooked") + 1]
+    o = plans[variants.index(other) + 1]
+    self_h, self_o = _annotate(mains[h], False), _annotate(mains[o], False)
+    diff = {f: (self_h.get(f, 0) - self_o.get(f, 0)) / dn for f in set(self_h) | set(self_o)}
+    print(f"\nper request, hooked - {other}, self cost by function (total {sum(diff.values()):+,.0f}):", file=sys.stderr)
+    for f, v in sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:top]:
+        if abs(v) >= 20:
+            print(f"  {v:+10,.0f}  {f}", file=sys.stderr)
+    inc_h, inc_0 = _annotate(mains[h], True), _annotate(mains[plans[0]], True)
+    inc = {f: (inc_h.get(f, 0) - inc_0.get(f, 0)) / dn for f in inc_h if "ferrotel" in f or "_native" in f}
+    print("\nper request, hooked, inclusive, the agent's functions:", file=sys.stderr)
+    for f, v in sorted(inc.items(), key=lambda kv: -kv[1])[:top]:
+        if v >= 20:
+            print(f"  {v:10,.0f}  {f}", file=sys.stderr)
 
 
 def wall(cfgs, apps, per_chunk, chunks, warmup, endpoint):
@@ -213,6 +272,13 @@ def main() -> int:
     ap.add_argument("--wall", action="store_true", help="paired wall clock instead of callgrind")
     ap.add_argument("--only", choices=["no agent", "ferrotel"], help="one configuration")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files in bench/results/callgrind/")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="added to every callgrind run's environment (e.g. the sampler and its ratio)")
+    ap.add_argument("--variants", nargs="+", choices=["raw", "hooked", "quiet"], help="only these variants")
+    ap.add_argument("--by-function", type=int, nargs="?", const=60, default=0, metavar="N",
+                    help="also print the N functions where hooked and quiet (else raw) differ most, per request "
+                         "(callgrind_annotate; function names need an unstripped build: "
+                         "CARGO_PROFILE_RELEASE_STRIP=none, FERROTEL_DIST=<its tree>)")
     args = ap.parse_args()
     if args.worker:
         plan = [(p.split(":")[0], int(p.split(":")[1])) for p in args.plan.split(",")]
@@ -235,11 +301,17 @@ def main() -> int:
                       f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |")
         else:
             n1, n2 = sorted(args.lengths)
-            rows = callgrind(cfgs, args.apps, n1, n2, args.warmup, args.cache, endpoint, args.keep)
+            extra = dict(e.split("=", 1) for e in args.env)
+            rows = callgrind(cfgs, args.apps, n1, n2, args.warmup, args.cache, endpoint, args.keep, extra, args.variants,
+                             args.by_function)
             print(f"| app | configuration | raw instr/request | hooked instr/request | hooked - raw (what the app pays) | "
                   f"hooked - quiet (the hook's own work) | {'I1 misses | D1 misses |' if args.cache else ''}")
             print("|---|---|---|---|---|---|" + ("---|---|" if args.cache else ""))
             for r in rows:
+                if "hooked" not in r or "raw" not in r:
+                    vs = [v for v in ("raw", "hooked", "quiet") if v in r]
+                    print("| " + " | ".join(f"{r['app']} {r['config']} {v} {r[v]['Ir']:,.0f}" for v in vs) + " |")
+                    continue
                 extra = ""
                 if args.cache:
                     extra = (f" {r['hooked']['I1mr'] - r['raw']['I1mr']:+,.0f} | "

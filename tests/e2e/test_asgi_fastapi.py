@@ -261,3 +261,40 @@ def test_concurrent_httpx_calls_with_the_client_hook(run):
     [auto] = [g for g in gather if g["trace_id"] in downstream_traces]
     clients = [s for s in run.children(auto) if s["kind"] == SPAN_KIND_CLIENT]
     _check_fanout(run, 2000, clients)
+
+
+def test_low_ratio_light_records_metrics_exact_errors_whole(dist_dir, receiver, tmp_path):
+    """`parentbased_traceidratio` 0.01 with metrics on: a dropped FastAPI request is recorded light
+    (only what the metrics read), yet every request is counted by route and status; the errors
+    keep-errors-and-slow exports carry every request attribute (filled in when they end)."""
+    launcher = ServerLauncher(tmp_path)
+    try:
+        install = install_like_operator(dist_dir, tmp_path)
+        env = operator_env(install, receiver.endpoint("http/protobuf"), extra={
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01",
+            "OTEL_METRICS_EXPORTER": "otlp"})
+        app = launcher.start(UvicornApp, env, app_dir=FASTAPI_DIR, app="app:app")
+        items, errors = 150, 4
+        for i in range(items):
+            assert http_get(app.port, f"/api/items/{i}").status == 200
+        for _ in range(errors):
+            assert http_get(app.port, "/error?x=1").status == 500
+        assert app.stop() in (0, -15), app.log_text()  # uvicorn re-raises SIGTERM since 0.29
+    finally:
+        launcher.kill_all()
+    duration = [m for m in receiver.metrics() if m["name"] == "http.server.request.duration"][-1]
+    by_route: dict = {}
+    for dp in duration["data_points"]:
+        key = (dp["attributes"].get("http.route"), dp["attributes"].get("http.response.status_code"))
+        by_route[key] = by_route.get(key, 0) + dp["count"]
+    assert by_route == {("/api/items/{item_id}", 200): items, ("/error", 500): errors}
+    server = [s for s in receiver.spans() if s["kind"] == SPAN_KIND_SERVER]
+    errored = [s for s in server if s["attributes"].get("http.route") == "/error"]
+    assert len(errored) == errors  # kept: errors
+    assert len(server) - len(errored) < items // 2  # the rest follow the ratio
+    for s in errored:
+        a = s["attributes"]
+        assert a["url.path"] == "/error" and a["url.query"] == "x=1"
+        assert a["server.address"] == "127.0.0.1" and a["server.port"] == app.port
+        assert a["client.address"] == "127.0.0.1" and a["user_agent.original"] == USER_AGENT
+        assert a["http.request.method"] == "GET" and a["url.scheme"] == "http" and a["network.protocol.version"] == "1.1"

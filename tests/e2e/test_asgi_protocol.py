@@ -16,7 +16,7 @@ from support.processes import run_python
 
 SCRIPT = textwrap.dedent(
     """
-    import asyncio, json, sys
+    import asyncio, gc, json, sys
     from ferrotel import _native
     import ferrotel.asgi
 
@@ -89,6 +89,22 @@ SCRIPT = textwrap.dedent(
             out["sync_raised"] = True
 
     asyncio.run(main())
+
+    # Abandoned half-way: the app's coroutine (suspended, its `send` argument being the request
+    # object) and the request object refer to each other; the collector frees both and the span
+    # ends with what it has.
+    class Suspend:
+        def __await__(self):
+            yield "suspended"
+
+    async def waits(scope, receive, send):
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await Suspend()
+
+    abandoned = _native.AsgiMiddleware(waits)(scope("/abandoned"), receive, send)
+    out["abandoned_step"] = abandoned.send(None)
+    del abandoned
+    gc.collect()
     _native.flush(5000)
     print(json.dumps(out))
     """
@@ -109,7 +125,7 @@ def test_asgi_protocol_edges(dist_dir, tmp_path):
     assert out["http_type"] == "AsgiRequest" and out["iscoroutine"] is True
     assert out["current_after"] is False  # the context is restored when the request ends
     # One span each (also for the request wrapped twice), none for websocket or lifespan.
-    assert sorted(s["attributes"]["url.path"] for s in emitted) == ["/cancelled", "/early", "/ok", "/sync", "/twice"]
+    assert sorted(s["attributes"]["url.path"] for s in emitted) == ["/abandoned", "/cancelled", "/early", "/ok", "/sync", "/twice"]
 
     ok = spans["/ok"]
     assert ok["kind"] == "SERVER" and ok["name"] == "GET"
@@ -127,6 +143,9 @@ def test_asgi_protocol_edges(dist_dir, tmp_path):
     assert early["attributes"]["http.response.status_code"] == 500
     assert early["attributes"]["error.type"] == "LookupError"
     assert [e["name"] for e in early["events"]] == ["exception"]
+
+    assert out["abandoned_step"] == "suspended"
+    assert spans["/abandoned"]["attributes"]["http.response.status_code"] == 202
 
     assert out["sync_raised"] is True
     assert spans["/sync"]["attributes"]["error.type"] == "TypeError"
