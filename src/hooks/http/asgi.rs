@@ -195,8 +195,11 @@ impl AsgiMiddleware {
         let Some(request) = begun else {
             return Ok(call(app, &[&scope, &receive, &send])?.unbind());
         };
-        // The request object is also the `send` the app gets (one object per request).
-        match call(app, &[&scope, &receive, request.as_any()]) {
+        // The app's `send`: a fast-call builtin bound to the request (its messages arrive as the
+        // interpreter's argument array: no tuple, no argument parsing).
+        // Should the builtin fail, the request object itself is callable as `send` (slower).
+        let send = send_builtin(&request).unwrap_or_else(|_| request.clone().into_any());
+        match call(app, &[&scope, &receive, &send]) {
             Ok(coro) => {
                 let _ = request.get().coro.set(coro.unbind());
                 Ok(request.into_any().unbind())
@@ -578,13 +581,15 @@ fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) ->
     Ok(())
 }
 
-/// One traced request, as two things at once (one object per request instead of two):
+/// One traced request:
 /// - the awaitable `AsgiMiddleware` returns: a coroutine (it has `__await__`, `send`, `throw`,
 ///   `close`, so `asyncio.iscoroutine` accepts it) that delegates every step to the app's own;
-/// - the `send` callable the app is given: it observes the response messages, then calls the
-///   server's `send` and returns its awaitable.
+/// - behind the `send` callable the app is given (`send_builtin`: a `METH_FASTCALL` builtin
+///   whose `self` is this object, called by vectorcall): it observes the response messages,
+///   then calls the server's `send` and returns its awaitable. (Called itself, this object is
+///   the same `send`, through a tuple and pyo3's argument parsing: the fallback.)
 ///
-/// The app's coroutine refers to this object (its `send` argument) while it runs, and this
+/// The app's coroutine refers to this object (through its `send` argument) while it runs, and this
 /// object to the coroutine: the coroutine's frame lets go when the app returns; a request
 /// abandoned half-way is a cycle the garbage collector sees (`__traverse__`) and breaks by
 /// closing the coroutine.
@@ -802,9 +807,34 @@ impl AsgiRequest {
     }
 }
 
+/// The app's `send(message)`, `slf` the `AsgiRequest`: observe the message, then the server's
+/// `send` with the same argument array.
+unsafe fn send_entry(py: Python<'_>, slf: *mut pyo3::ffi::PyObject, args: *const *mut pyo3::ffi::PyObject, nargsf: pyo3::ffi::Py_ssize_t, kwnames: *mut pyo3::ffi::PyObject) -> PyResult<*mut pyo3::ffi::PyObject> {
+    // SAFETY: SEND_DEF is only ever bound to an `AsgiRequest` (`send_builtin`).
+    let request = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<AsgiRequest>() };
+    let request = request.get();
+    let nargs = (nargsf as usize) & !(1usize << (usize::BITS - 1)); // PY_VECTORCALL_ARGUMENTS_OFFSET off
+    if nargs >= 1 && request.scope.is_some() {
+        // SAFETY: the caller's array holds `nargs` live references for the call's length.
+        let message = unsafe { Borrowed::from_ptr(py, *args) };
+        quietly("the ASGI send hook", || request.observe(py, &message));
+    }
+    // SAFETY: the caller's array and names, alive for this call.
+    unsafe { capi::vectorcall(py, request.inner.as_ptr(), args, nargs, kwnames) }.map(Bound::into_ptr)
+}
+
+/// The definition of the app's `send` (`send_builtin`).
+static SEND_DEF: crate::hooks::method::FastDef = crate::hooks::method::fast_def!(c"send", send_entry);
+
+/// The `send` the app is given: a builtin whose `self` is the request (it keeps the request
+/// alive, and the garbage collector sees the reference).
+fn send_builtin<'py>(request: &Bound<'py, AsgiRequest>) -> PyResult<Bound<'py, PyAny>> {
+    crate::hooks::method::bound(&SEND_DEF, request.as_any())
+}
+
 #[pymethods]
 impl AsgiRequest {
-    /// The app's `send(message)`: observe the message, then the server's `send`.
+    /// `send(message)` called on the request object itself (the app is given `send_builtin`).
     fn __call__(&self, py: Python<'_>, message: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         if self.scope.is_some() {
             quietly("the ASGI send hook", || self.observe(py, &message));
