@@ -529,14 +529,57 @@ fn request_attributes(scope: &Bound<'_, PyDict>, v: &ScopeView<'_>, headers: &Re
 
 /// The route template of a Starlette/FastAPI request, once the router has matched: the matched
 /// route's `path_format` under the mount prefixes the request went through (`root_path`).
+///
+/// The last template built is kept with the route object and the `root_path` object it was
+/// built from (strong references: their addresses cannot be reused while kept), so the common
+/// case -- the same route again, the server's own `root_path` -- is two pointer compares and a
+/// copy of the (inline) text. A route whose `path_format` is reassigned after it served a request
+/// keeps its first template while it stays the last one seen (Starlette sets it once, in
+/// `__init__`).
 fn starlette_route(scope: &Bound<'_, PyDict>) -> PyResult<Option<Text>> {
     let py = scope.py();
     let Some(route) = scope.get_item(intern!(py, "route"))? else { return Ok(None) };
+    let root = scope.get_item(keys(py).root_path.bind(py))?;
+    let same_root = |kept: &Option<Py<PyAny>>| match (kept, &root) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.is(b) || (a.bind(py).is_exact_instance_of::<PyString>() && b.is_exact_instance_of::<PyString>() && a.bind(py).eq(b).unwrap_or(false)),
+        _ => false,
+    };
+    {
+        let kept = ROUTE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kept.as_ref() {
+            if k.route.is(&route) && same_root(&k.root) {
+                return Ok(Some(k.template.clone()));
+            }
+        }
+    }
+    let Some(template) = build_route(&route, root.as_ref())? else { return Ok(None) };
+    let old = ROUTE.lock().unwrap_or_else(|p| p.into_inner()).replace(KeptRoute {
+        route: route.unbind(),
+        root: root.map(Bound::unbind),
+        template: template.clone(),
+    });
+    drop(old); // after the lock is released: a finalizer may run
+    Ok(Some(template))
+}
+
+/// The last route template `starlette_route` built, and what it was built from.
+struct KeptRoute {
+    route: Py<PyAny>,
+    root: Option<Py<PyAny>>,
+    template: Text,
+}
+
+static ROUTE: Mutex<Option<KeptRoute>> = Mutex::new(None);
+
+/// `starlette_route`'s template, built.
+fn build_route(route: &Bound<'_, PyAny>, root: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Text>> {
+    let py = route.py();
     let Some(format) = route.getattr_opt(intern!(py, "path_format"))? else { return Ok(None) };
     let Ok(format) = format.cast::<PyString>() else { return Ok(None) };
     let format = text(format);
-    let root = get_str(scope, keys(py).root_path.bind(py))?;
-    let root = root.as_ref().map(text).unwrap_or_default();
+    let root = root.and_then(|r| r.cast::<PyString>().ok());
+    let root = root.map(text).unwrap_or_default();
     let root = root.trim_end_matches('/');
     let mut route_text = Text::with_capacity(root.len() + format.len());
     route_text.push_str(root);
