@@ -122,7 +122,7 @@ impl<'a, 'py> Args<'a, 'py> {
 }
 
 /// `METH_FASTCALL | METH_KEYWORDS` (pyo3-ffi names it only for 3.10+ under abi3).
-type FastWithKeywords = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, Py_ssize_t, *mut PyObject) -> *mut PyObject;
+pub type FastWithKeywords = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, Py_ssize_t, *mut PyObject) -> *mut PyObject;
 
 /// Call `callable(*args[..nargs], **dict(zip(kwnames, args[nargs..])))` (see `capi::vectorcall`).
 ///
@@ -251,4 +251,43 @@ impl MethodHook {
         let name = self.original.bind(py).getattr(pyo3::intern!(py, "__qualname__")).map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         format!("<ferrotel hook of {name}>")
     }
+}
+
+/// `METH_FASTCALL | METH_KEYWORDS` method definition for a builtin bound per object (`bound`):
+/// `$entry` (`unsafe fn(Python, self, args, nargsf, kwnames) -> PyResult<*mut PyObject>`, as
+/// `entry` above) behind pyo3's trampoline. Here so that pyo3's private API stays in this file.
+macro_rules! fast_def {
+    ($name:expr, $entry:path) => {
+        $crate::hooks::method::FastDef::new($name, pyo3::impl_::trampoline::get_trampoline_function!(fastcall_cfunction_with_keywords, $entry))
+    };
+}
+pub(crate) use fast_def;
+
+/// A constant `METH_FASTCALL | METH_KEYWORDS` definition (`fast_def!`), for `static`s.
+pub struct FastDef(ffi::PyMethodDef);
+
+// SAFETY: a constant definition, never written (the interpreter only reads it).
+unsafe impl Sync for FastDef {}
+
+impl FastDef {
+    pub const fn new(name: &'static std::ffi::CStr, entry: FastWithKeywords) -> Self {
+        FastDef(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                // SAFETY (of the transmute): every variant is a function pointer; the flags below
+                // tell Python the real signature.
+                PyCFunction: unsafe { std::mem::transmute::<FastWithKeywords, ffi::PyCFunction>(entry) },
+            },
+            ml_flags: capi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: std::ptr::null(),
+        })
+    }
+}
+
+/// A builtin of `def` whose `self` is `obj` (it holds a reference, which the garbage collector
+/// sees): one object, called by vectorcall with the interpreter's argument array.
+pub fn bound<'py>(def: &'static FastDef, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let def = &def.0 as *const ffi::PyMethodDef as *mut ffi::PyMethodDef;
+    // SAFETY: `def` is 'static and never written; `obj` is live (the builtin takes a reference).
+    unsafe { Bound::from_owned_ptr_or_err(obj.py(), ffi::PyCMethod_New(def, obj.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut())) }
 }

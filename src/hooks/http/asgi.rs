@@ -195,8 +195,11 @@ impl AsgiMiddleware {
         let Some(request) = begun else {
             return Ok(call(app, &[&scope, &receive, &send])?.unbind());
         };
-        // The request object is also the `send` the app gets (one object per request).
-        match call(app, &[&scope, &receive, request.as_any()]) {
+        // The app's `send`: a fast-call builtin bound to the request (its messages arrive as the
+        // interpreter's argument array: no tuple, no argument parsing).
+        // Should the builtin fail, the request object itself is callable as `send` (slower).
+        let send = send_builtin(&request).unwrap_or_else(|_| request.clone().into_any());
+        match call(app, &[&scope, &receive, &send]) {
             Ok(coro) => {
                 let _ = request.get().coro.set(coro.unbind());
                 Ok(request.into_any().unbind())
@@ -526,14 +529,57 @@ fn request_attributes(scope: &Bound<'_, PyDict>, v: &ScopeView<'_>, headers: &Re
 
 /// The route template of a Starlette/FastAPI request, once the router has matched: the matched
 /// route's `path_format` under the mount prefixes the request went through (`root_path`).
+///
+/// The last template built is kept with the route object and the `root_path` object it was
+/// built from (strong references: their addresses cannot be reused while kept), so the common
+/// case -- the same route again, the server's own `root_path` -- is two pointer compares and a
+/// copy of the (inline) text. A route whose `path_format` is reassigned after it served a request
+/// keeps its first template while it stays the last one seen (Starlette sets it once, in
+/// `__init__`).
 fn starlette_route(scope: &Bound<'_, PyDict>) -> PyResult<Option<Text>> {
     let py = scope.py();
     let Some(route) = scope.get_item(intern!(py, "route"))? else { return Ok(None) };
+    let root = scope.get_item(keys(py).root_path.bind(py))?;
+    let same_root = |kept: &Option<Py<PyAny>>| match (kept, &root) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.is(b) || (a.bind(py).is_exact_instance_of::<PyString>() && b.is_exact_instance_of::<PyString>() && a.bind(py).eq(b).unwrap_or(false)),
+        _ => false,
+    };
+    {
+        let kept = ROUTE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kept.as_ref() {
+            if k.route.is(&route) && same_root(&k.root) {
+                return Ok(Some(k.template.clone()));
+            }
+        }
+    }
+    let Some(template) = build_route(&route, root.as_ref())? else { return Ok(None) };
+    let old = ROUTE.lock().unwrap_or_else(|p| p.into_inner()).replace(KeptRoute {
+        route: route.unbind(),
+        root: root.map(Bound::unbind),
+        template: template.clone(),
+    });
+    drop(old); // after the lock is released: a finalizer may run
+    Ok(Some(template))
+}
+
+/// The last route template `starlette_route` built, and what it was built from.
+struct KeptRoute {
+    route: Py<PyAny>,
+    root: Option<Py<PyAny>>,
+    template: Text,
+}
+
+static ROUTE: Mutex<Option<KeptRoute>> = Mutex::new(None);
+
+/// `starlette_route`'s template, built.
+fn build_route(route: &Bound<'_, PyAny>, root: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Text>> {
+    let py = route.py();
     let Some(format) = route.getattr_opt(intern!(py, "path_format"))? else { return Ok(None) };
     let Ok(format) = format.cast::<PyString>() else { return Ok(None) };
     let format = text(format);
-    let root = get_str(scope, keys(py).root_path.bind(py))?;
-    let root = root.as_ref().map(text).unwrap_or_default();
+    let root = root.and_then(|r| r.cast::<PyString>().ok());
+    let root = root.map(text).unwrap_or_default();
     let root = root.trim_end_matches('/');
     let mut route_text = Text::with_capacity(root.len() + format.len());
     route_text.push_str(root);
@@ -578,13 +624,15 @@ fn capture_response_headers(headers: &Bound<'_, PyAny>, rec: &mut SpanRecord) ->
     Ok(())
 }
 
-/// One traced request, as two things at once (one object per request instead of two):
+/// One traced request:
 /// - the awaitable `AsgiMiddleware` returns: a coroutine (it has `__await__`, `send`, `throw`,
 ///   `close`, so `asyncio.iscoroutine` accepts it) that delegates every step to the app's own;
-/// - the `send` callable the app is given: it observes the response messages, then calls the
-///   server's `send` and returns its awaitable.
+/// - behind the `send` callable the app is given (`send_builtin`: a `METH_FASTCALL` builtin
+///   whose `self` is this object, called by vectorcall): it observes the response messages,
+///   then calls the server's `send` and returns its awaitable. (Called itself, this object is
+///   the same `send`, through a tuple and pyo3's argument parsing: the fallback.)
 ///
-/// The app's coroutine refers to this object (its `send` argument) while it runs, and this
+/// The app's coroutine refers to this object (through its `send` argument) while it runs, and this
 /// object to the coroutine: the coroutine's frame lets go when the app returns; a request
 /// abandoned half-way is a cycle the garbage collector sees (`__traverse__`) and breaks by
 /// closing the coroutine.
@@ -802,9 +850,34 @@ impl AsgiRequest {
     }
 }
 
+/// The app's `send(message)`, `slf` the `AsgiRequest`: observe the message, then the server's
+/// `send` with the same argument array.
+unsafe fn send_entry(py: Python<'_>, slf: *mut pyo3::ffi::PyObject, args: *const *mut pyo3::ffi::PyObject, nargsf: pyo3::ffi::Py_ssize_t, kwnames: *mut pyo3::ffi::PyObject) -> PyResult<*mut pyo3::ffi::PyObject> {
+    // SAFETY: SEND_DEF is only ever bound to an `AsgiRequest` (`send_builtin`).
+    let request = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<AsgiRequest>() };
+    let request = request.get();
+    let nargs = (nargsf as usize) & !(1usize << (usize::BITS - 1)); // PY_VECTORCALL_ARGUMENTS_OFFSET off
+    if nargs >= 1 && request.scope.is_some() {
+        // SAFETY: the caller's array holds `nargs` live references for the call's length.
+        let message = unsafe { Borrowed::from_ptr(py, *args) };
+        quietly("the ASGI send hook", || request.observe(py, &message));
+    }
+    // SAFETY: the caller's array and names, alive for this call.
+    unsafe { capi::vectorcall(py, request.inner.as_ptr(), args, nargs, kwnames) }.map(Bound::into_ptr)
+}
+
+/// The definition of the app's `send` (`send_builtin`).
+static SEND_DEF: crate::hooks::method::FastDef = crate::hooks::method::fast_def!(c"send", send_entry);
+
+/// The `send` the app is given: a builtin whose `self` is the request (it keeps the request
+/// alive, and the garbage collector sees the reference).
+fn send_builtin<'py>(request: &Bound<'py, AsgiRequest>) -> PyResult<Bound<'py, PyAny>> {
+    crate::hooks::method::bound(&SEND_DEF, request.as_any())
+}
+
 #[pymethods]
 impl AsgiRequest {
-    /// The app's `send(message)`: observe the message, then the server's `send`.
+    /// `send(message)` called on the request object itself (the app is given `send_builtin`).
     fn __call__(&self, py: Python<'_>, message: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         if self.scope.is_some() {
             quietly("the ASGI send hook", || self.observe(py, &message));
