@@ -40,6 +40,8 @@ pub struct Lite {
     pub protocol: Option<Text>,
     pub status: Option<i64>,
     pub route: Option<Text>,
+    /// When it ended, if the hook knows better than `Span::end`'s clock (ASGI: the last body chunk); 0: at `end`.
+    pub end_ns: u64,
 }
 
 impl Lite {
@@ -181,7 +183,7 @@ impl Span {
             None => return,
             Some(Open::Record(rec)) => rec,
             Some(Open::Lite(lite)) => {
-                let end_ns = now_ns().max(lite.start_ns);
+                let end_ns = if lite.end_ns != 0 { lite.end_ns } else { now_ns() }.max(lite.start_ns);
                 if super::http::server::count_only(&lite, end_ns) {
                     if let Some(slot) = self.active {
                         active::leave(slot);

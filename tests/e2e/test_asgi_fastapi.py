@@ -266,19 +266,22 @@ def test_concurrent_httpx_calls_with_the_client_hook(run):
 def test_low_ratio_light_records_metrics_exact_errors_whole(dist_dir, receiver, tmp_path):
     """`parentbased_traceidratio` 0.01 with metrics on: a dropped FastAPI request is recorded light
     (only what the metrics read), yet every request is counted by route and status; the errors
-    keep-errors-and-slow exports carry every request attribute (filled in when they end)."""
+    and slow requests keep-errors-and-slow exports carry every request attribute (filled in when
+    they end), and a streamed response's span is timed to its last body chunk, as a sampled one."""
     launcher = ServerLauncher(tmp_path)
     try:
         install = install_like_operator(dist_dir, tmp_path)
         env = operator_env(install, receiver.endpoint("http/protobuf"), extra={
             "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01",
-            "OTEL_METRICS_EXPORTER": "otlp"})
+            "OTEL_METRICS_EXPORTER": "otlp", "FERROTEL_SLOW_ROUTES": "/stream=80"})
         app = launcher.start(UvicornApp, env, app_dir=FASTAPI_DIR, app="app:app")
-        items, errors = 150, 4
+        items, errors, streams = 150, 4, 3
         for i in range(items):
             assert http_get(app.port, f"/api/items/{i}").status == 200
         for _ in range(errors):
             assert http_get(app.port, "/error?x=1").status == 500
+        for _ in range(streams):  # two 50 ms pauses between its chunks: slow for its 80 ms bar
+            assert http_get(app.port, "/stream").status == 200
         assert app.stop() in (0, -15), app.log_text()  # uvicorn re-raises SIGTERM since 0.29
     finally:
         launcher.kill_all()
@@ -287,11 +290,16 @@ def test_low_ratio_light_records_metrics_exact_errors_whole(dist_dir, receiver, 
     for dp in duration["data_points"]:
         key = (dp["attributes"].get("http.route"), dp["attributes"].get("http.response.status_code"))
         by_route[key] = by_route.get(key, 0) + dp["count"]
-    assert by_route == {("/api/items/{item_id}", 200): items, ("/error", 500): errors}
+    assert by_route == {("/api/items/{item_id}", 200): items, ("/error", 500): errors, ("/stream", 200): streams}
     server = [s for s in receiver.spans() if s["kind"] == SPAN_KIND_SERVER]
     errored = [s for s in server if s["attributes"].get("http.route") == "/error"]
     assert len(errored) == errors  # kept: errors
-    assert len(server) - len(errored) < items // 2  # the rest follow the ratio
+    streamed = [s for s in server if s["attributes"].get("http.route") == "/stream"]
+    assert len(streamed) == streams  # kept: slow
+    for s in streamed:
+        assert s["attributes"]["url.path"] == "/stream" and s["attributes"]["http.response.status_code"] == 200
+        assert s["end_ns"] - s["start_ns"] >= 80_000_000
+    assert len(server) - len(errored) - len(streamed) < items // 2  # the rest follow the ratio
     for s in errored:
         a = s["attributes"]
         assert a["url.path"] == "/error" and a["url.query"] == "x=1"

@@ -255,17 +255,11 @@ fn begin<'py>(
     view.complete(scope, k)?;
     let headers = read_headers(agent, view.headers.as_ref())?;
     let extracted = propagation::extract(&agent.propagators, |h| headers.propagation.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_ref()));
-    let (span, recording) = super::server::start_split(
-        py,
-        agent,
-        span_scope,
-        extracted,
-        |rec| {
-            red_attributes(&view, rec);
-            Ok(())
-        },
-        |rec| request_attributes(scope, &view, &headers, rec, true),
-    )?;
+    // A request the head sampler dropped keeps a lite state (no record unless it ends in error,
+    // slow or filtered: `server::count_only`), as the WSGI hook's.
+    let (span, recording) = super::server::start_lite(py, agent, span_scope, extracted, red_values(&view), |rec| {
+        request_attributes(scope, &view, &headers, rec, true)
+    })?;
     let light = recording == super::server::Recording::Light;
     let recording = recording != super::server::Recording::No;
     scope.set_item(key, &span)?;
@@ -427,24 +421,19 @@ fn address(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Opt
     Ok(Some((text(host).into_owned(), port.extract::<i64>().ok())))
 }
 
-/// What the RED metrics read (every recorded span): method, scheme, protocol version. A fresh
-/// record: `push` (no look-up) for all but the method.
-fn red_attributes(v: &ScopeView<'_>, rec: &mut SpanRecord) {
-    match as_str(&v.method) {
-        Some(m) => sc::set_method(rec, &text(m)),
-        None => sc::set_method(rec, "GET"),
-    }
+/// What the RED metrics read (every recorded span): method, scheme, protocol version.
+fn red_values(v: &ScopeView<'_>) -> super::server::RedValues {
+    let method = as_str(&v.method).map(text);
     let scheme = as_str(&v.scheme).map(text);
-    rec.push(sc::URL_SCHEME, sc::known_or_owned(scheme.as_deref().unwrap_or("http"), &sc::SCHEMES));
-    if let Some(version) = as_str(&v.http_version) {
-        let version = text(version);
-        if !version.is_empty() {
-            rec.push(sc::NETWORK_PROTOCOL_VERSION, sc::known_or_owned(&version, &sc::PROTOCOL_VERSIONS));
-        }
-    }
+    let version = as_str(&v.http_version).map(text);
+    super::server::RedValues::new(
+        method.as_deref().unwrap_or("GET"),
+        scheme.as_deref().unwrap_or("http"),
+        version.as_deref().filter(|v| !v.is_empty()),
+    )
 }
 
-/// The rest of a sampled span's request attributes (after `red_attributes`); `fresh`: none of
+/// The rest of a sampled span's request attributes (after `red_values`); `fresh`: none of
 /// them can be set yet (at the start), else each replaces what is there (a late fill).
 fn request_attributes(scope: &Bound<'_, PyDict>, v: &ScopeView<'_>, headers: &RequestHeaders<'_>, rec: &mut SpanRecord, fresh: bool) -> PyResult<()> {
     let py = scope.py();
@@ -703,28 +692,49 @@ impl AsgiRequest {
                 Some(scope) => starlette_route(scope.bind(py))?,
                 None => None,
             };
-            let headers = if self.capture { message.get_item(keys(py).headers.bind(py))? } else { None };
-            self.span
-                .get()
-                .with(|rec| {
-                    if let Some(c) = status {
-                        rec.set(sc::HTTP_RESPONSE_STATUS_CODE, c);
+            let span = self.span.get();
+            if self.light {
+                // A head-dropped span keeps its lite state: no record for the status and route.
+                let mut route = route;
+                let lite = span.with_lite(|l| {
+                    l.status = status.or(l.status);
+                    if l.route.is_none() {
+                        l.route = route.take();
                     }
-                    if let Some(r) = route {
-                        if rec.get(sc::HTTP_ROUTE).is_none() {
-                            rec.push(sc::HTTP_ROUTE, r);
-                        }
-                    }
-                    match headers {
-                        Some(h) => capture_response_headers(&h, rec),
-                        None => Ok(()),
-                    }
-                })
-                .unwrap_or(Ok(()))?;
+                });
+                if lite.is_some() && !self.capture {
+                    return Ok(());
+                }
+                return self.observe_start(py, message, status, route);
+            }
+            self.observe_start(py, message, status, route)?;
         } else if kind == "http.response.pathsend" {
             let _ = self.response_end_ns.compare_exchange(0, now_ns(), Ordering::Relaxed, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// `http.response.start` into the record: status, route (unless a framework hook set one),
+    /// captured response headers.
+    fn observe_start(&self, py: Python<'_>, message: &Bound<'_, PyDict>, status: Option<i64>, route: Option<Text>) -> PyResult<()> {
+        let headers = if self.capture { message.get_item(keys(py).headers.bind(py))? } else { None };
+        self.span
+            .get()
+            .with(|rec| {
+                if let Some(c) = status {
+                    rec.set(sc::HTTP_RESPONSE_STATUS_CODE, c);
+                }
+                if let Some(r) = route {
+                    if rec.get(sc::HTTP_ROUTE).is_none() {
+                        rec.push(sc::HTTP_ROUTE, r);
+                    }
+                }
+                match headers {
+                    Some(h) => capture_response_headers(&h, rec),
+                    None => Ok(()),
+                }
+            })
+            .unwrap_or(Ok(()))
     }
 
     /// Make the span current in the awaiting task's context (first step).
@@ -816,7 +826,11 @@ impl AsgiRequest {
                     }
                 }
             }
-            let finish = finish_at(self.response_end_ns.load(Ordering::Relaxed));
+            let end_ns = self.response_end_ns.load(Ordering::Relaxed);
+            if self.light && end_ns != 0 {
+                span.with_lite(|l| l.end_ns = end_ns); // timed to the last body chunk, as a record is
+            }
+            let finish = finish_at(end_ns);
             match (&self.scope, self.light) {
                 (Some(scope), true) => span.end(|rec| {
                     finish(rec);
@@ -1004,7 +1018,12 @@ impl Drop for AsgiRequest {
     fn drop(&mut self) {
         if !*self.done.get_mut() {
             // Never awaited to the end: end the span with what it has.
-            self.span.get().end(finish_at(*self.response_end_ns.get_mut()));
+            let end_ns = *self.response_end_ns.get_mut();
+            let span = self.span.get();
+            if self.light && end_ns != 0 {
+                span.with_lite(|l| l.end_ns = end_ns);
+            }
+            span.end(finish_at(end_ns));
         }
     }
 }
