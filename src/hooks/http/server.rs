@@ -40,6 +40,19 @@ pub fn start<'py>(
     Ok((span, recording != Recording::No))
 }
 
+/// A new server span's trace id (its remote parent's, or a new one), the head sampler's verdict,
+/// and how much of it is recorded.
+fn decide(agent: &Agent, parent: Option<&SpanContext>) -> (TraceId, Head, Recording) {
+    let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
+    let head = agent.sampler.decide(parent, trace_id);
+    let recording = match head {
+        _ if !agent.records(head) => Recording::No,
+        Head::Sampled => Recording::Full,
+        _ => Recording::Light,
+    };
+    (trace_id, head, recording)
+}
+
 /// As `start`, with the attributes in two parts: `fill_red` (what the RED metrics and the
 /// active-requests gauge read: method, scheme, protocol version) for every recorded span, and
 /// `fill_rest` only for sampled spans. A span the head sampler dropped costs the request thread
@@ -53,13 +66,7 @@ pub fn start_split<'py>(
     fill_rest: impl FnOnce(&mut SpanRecord) -> PyResult<()>,
 ) -> PyResult<(Bound<'py, Span>, Recording)> {
     let parent = extracted.parent.as_ref();
-    let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
-    let head = agent.sampler.decide(parent, trace_id);
-    let recording = match head {
-        _ if !agent.records(head) => Recording::No,
-        Head::Sampled => Recording::Full,
-        _ => Recording::Light,
-    };
+    let (trace_id, head, recording) = decide(agent, parent);
     let mut rec = SpanRecord::start(String::new(), SpanKind::Server, scope.clone(), parent, trace_id, head);
     rec.family = Family::Http;
     let mut slot = None;
@@ -153,13 +160,7 @@ pub fn start_lite<'py>(
     fill_rest: impl FnOnce(&mut SpanRecord) -> PyResult<()>,
 ) -> PyResult<(Bound<'py, Span>, Recording)> {
     let parent = extracted.parent.as_ref();
-    let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
-    let head = agent.sampler.decide(parent, trace_id);
-    let recording = match head {
-        _ if !agent.records(head) => Recording::No,
-        Head::Sampled => Recording::Full,
-        _ => Recording::Light,
-    };
+    let (trace_id, head, recording) = decide(agent, parent);
     let slot = (recording != Recording::No && agent.metrics).then(|| active::enter(&red.method, &red.scheme));
     if recording == Recording::Light {
         let span_id = SpanId::random();
