@@ -241,22 +241,38 @@ fn varint_into(mut v: u64, out: &mut [u8; 10]) -> usize {
 /// ≈8.8k instructions per record on the export thread that way, most of it allocating and freeing
 /// the generated types' strings and vectors).
 pub fn encode_logs(batch: &[LogRecord], resource: &Resource) -> Vec<u8> {
-    let mut scopes: Vec<&str> = Vec::new();
+    encode_grouped(batch, resource, 200, |r| r.scope.as_ref(), |w, scope: &str| w.string(1, scope), |w, r| w.log_record(r))
+}
+
+/// An export request (the same shape for every signal): field 1 the resource and its scopes; each
+/// scope (one per distinct `scope_of`, in order of first appearance) its `InstrumentationScope`
+/// (written by `write_scope`) and its items (`write_item`, field 2). `per_item`: the estimated
+/// bytes per item, for the buffer's first size.
+fn encode_grouped<'a, T, S: PartialEq + ?Sized + 'a>(
+    batch: &'a [T],
+    resource: &Resource,
+    per_item: usize,
+    scope_of: impl Fn(&'a T) -> &'a S,
+    write_scope: impl Fn(&mut W, &S),
+    write_item: impl Fn(&mut W, &T),
+) -> Vec<u8> {
+    let mut scopes: Vec<&S> = Vec::new();
     for r in batch {
-        if !scopes.contains(&r.scope.as_ref()) {
-            scopes.push(r.scope.as_ref());
+        let s = scope_of(r);
+        if !scopes.contains(&s) {
+            scopes.push(s);
         }
     }
-    let estimate = 512 + batch.len() * 200;
+    let estimate = 512 + batch.len() * per_item;
     let outer = varint_len(estimate as u64);
     let mut w = W { buf: Vec::with_capacity(estimate) };
     w.message_sized(1, outer, |w| {
         w.message_sized(1, 2, |w| w.attributes(1, &resource.attributes));
         for scope in scopes {
             w.message_sized(2, outer, |w| {
-                w.message(1, |w| w.string(1, scope));
-                for r in batch.iter().filter(|r| r.scope.as_ref() == scope) {
-                    w.message_sized(2, 2, |w| w.log_record(r));
+                w.message(1, |w| write_scope(w, scope));
+                for r in batch.iter().filter(|r| scope_of(r) == scope) {
+                    w.message_sized(2, 2, |w| write_item(w, r));
                 }
             });
         }
@@ -322,30 +338,11 @@ impl W {
 /// An `ExportTraceServiceRequest` holding `batch` (grouped by instrumentation scope, in order of
 /// first appearance) under `resource`.
 pub fn encode_traces(batch: &[SpanRecord], resource: &Resource) -> Vec<u8> {
-    let mut scopes: Vec<&Scope> = Vec::new();
-    for r in batch {
-        if !scopes.contains(&&r.scope) {
-            scopes.push(&r.scope);
-        }
-    }
-    let estimate = 512 + batch.len() * 400;
-    let outer = varint_len(estimate as u64);
-    let mut w = W { buf: Vec::with_capacity(estimate) };
-    w.message_sized(1, outer, |w| {
-        w.message_sized(1, 2, |w| w.attributes(1, &resource.attributes));
-        for scope in scopes {
-            w.message_sized(2, outer, |w| {
-                w.message(1, |w| {
-                    w.string(1, &scope.name);
-                    w.string(2, scope.version.as_deref().unwrap_or(""));
-                });
-                for r in batch.iter().filter(|r| r.scope == *scope) {
-                    w.message_sized(2, 2, |w| w.span(r));
-                }
-            });
-        }
-    });
-    w.buf
+    let write_scope = |w: &mut W, scope: &Scope| {
+        w.string(1, &scope.name);
+        w.string(2, scope.version.as_deref().unwrap_or(""));
+    };
+    encode_grouped(batch, resource, 400, |r| &r.scope, write_scope, |w, r| w.span(r))
 }
 
 #[cfg(test)]
