@@ -81,7 +81,7 @@ class Config:
 
 
 def _run(cmd, **kw):
-    print("bench: $", " ".join(str(c) for c in cmd), flush=True)
+    print("bench: $", " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
     subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
