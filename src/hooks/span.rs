@@ -40,8 +40,6 @@ pub struct Lite {
     pub protocol: Option<Text>,
     pub status: Option<i64>,
     pub route: Option<Text>,
-    /// When it ended, if the hook knows better than `Span::end`'s clock (ASGI: the last body chunk); 0: at `end`.
-    pub end_ns: u64,
 }
 
 impl Lite {
@@ -178,16 +176,24 @@ impl Span {
     /// ended neither in error nor slow only counts in the metrics cells (`server::count_only`);
     /// otherwise it gets its record now, which goes the usual way.
     pub fn end(&self, finish: impl FnOnce(&mut SpanRecord)) {
-        let taken = self.record.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let mut rec = match taken {
-            None => return,
-            Some(Open::Record(rec)) => rec,
-            Some(Open::Lite(lite)) => {
-                let end_ns = if lite.end_ns != 0 { lite.end_ns } else { now_ns() }.max(lite.start_ns);
+        self.end_at(0, finish)
+    }
+
+    /// As `end`, timed at `end_ns` when the hook knows the end better than the clock does now
+    /// (ASGI: the last body chunk sent), never before the start nor after now; 0: now. A record
+    /// whose end a hook already set keeps it.
+    pub fn end_at(&self, end_ns: u64, finish: impl FnOnce(&mut SpanRecord)) {
+        let Some(open) = self.record.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        if let Some(slot) = self.active {
+            active::leave(slot);
+        }
+        let now = now_ns();
+        let at = |start: u64| if end_ns != 0 { end_ns.clamp(start, now.max(start)) } else { now.max(start) };
+        let mut rec = match open {
+            Open::Record(rec) => rec,
+            Open::Lite(lite) => {
+                let end_ns = at(lite.start_ns);
                 if super::http::server::count_only(&lite, end_ns) {
-                    if let Some(slot) = self.active {
-                        active::leave(slot);
-                    }
                     return;
                 }
                 let mut rec = lite.into_record(&self.context);
@@ -195,11 +201,8 @@ impl Span {
                 rec
             }
         };
-        if let Some(slot) = self.active {
-            active::leave(slot);
-        }
         if rec.end_ns == 0 {
-            rec.end_ns = now_ns().max(rec.start_ns);
+            rec.end_ns = at(rec.start_ns);
         }
         finish(&mut rec);
         pipeline::submit(rec);

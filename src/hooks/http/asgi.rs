@@ -582,18 +582,13 @@ fn build_route(route: &Bound<'_, PyAny>, root: Option<&Bound<'_, PyAny>>) -> PyR
     Ok(Some(route_text))
 }
 
-/// Close an ASGI server span: status code rules and name; end time at the last body chunk.
-fn finish_at(end_ns: u64) -> impl FnOnce(&mut SpanRecord) {
-    move |rec| {
-        if end_ns != 0 {
-            rec.end_ns = end_ns.clamp(rec.start_ns, rec.end_ns);
-        }
-        let status = match rec.get(sc::HTTP_RESPONSE_STATUS_CODE) {
-            Some(Value::Int(c)) => Some(*c),
-            _ => None,
-        };
-        sc::finish_server_span(rec, status);
-    }
+/// Close an ASGI server span: status code rules and name (`Span::end_at` times it).
+fn finish(rec: &mut SpanRecord) {
+    let status = match rec.get(sc::HTTP_RESPONSE_STATUS_CODE) {
+        Some(Value::Int(c)) => Some(*c),
+        _ => None,
+    };
+    sc::finish_server_span(rec, status);
 }
 
 /// The request attributes a light record skipped, read from the scope when it ends.
@@ -826,19 +821,16 @@ impl AsgiRequest {
                     }
                 }
             }
+            // Timed to the last body chunk sent (0: none was, the clock at the end).
             let end_ns = self.response_end_ns.load(Ordering::Relaxed);
-            if self.light && end_ns != 0 {
-                span.with_lite(|l| l.end_ns = end_ns); // timed to the last body chunk, as a record is
-            }
-            let finish = finish_at(end_ns);
             match (&self.scope, self.light) {
-                (Some(scope), true) => span.end(|rec| {
+                (Some(scope), true) => span.end_at(end_ns, |rec| {
                     finish(rec);
                     if super::server::late_fill_needed(rec) {
                         quietly("the ASGI hook", || late_fill(scope.bind(py), rec));
                     }
                 }),
-                _ => span.end(finish),
+                _ => span.end_at(end_ns, finish),
             }
             Ok(())
         });
@@ -1018,12 +1010,7 @@ impl Drop for AsgiRequest {
     fn drop(&mut self) {
         if !*self.done.get_mut() {
             // Never awaited to the end: end the span with what it has.
-            let end_ns = *self.response_end_ns.get_mut();
-            let span = self.span.get();
-            if self.light && end_ns != 0 {
-                span.with_lite(|l| l.end_ns = end_ns);
-            }
-            span.end(finish_at(end_ns));
+            self.span.get().end_at(*self.response_end_ns.get_mut(), finish);
         }
     }
 }

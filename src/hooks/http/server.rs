@@ -177,7 +177,6 @@ pub fn start_lite<'py>(
             protocol: red.protocol,
             status: None,
             route: None,
-            end_ns: 0,
         };
         return Ok((Bound::new(py, Span::lite(context, extracted.baggage, lite, slot))?, recording));
     }
