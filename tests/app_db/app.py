@@ -114,8 +114,8 @@ def pymysql_route():
 def mysqlclient_route():
     try:
         import MySQLdb
-    except ImportError:
-        return jsonify(ran=[]), 501
+    except ImportError as exc:
+        return jsonify(ran=[], why=f"mysqlclient (built by `make db-servers` against libmariadb, best effort): {exc}"), 501
     args = mysql_args()
     conn = MySQLdb.connect(host=args["host"], port=args["port"], user=args["user"], password=args["password"], database=args["database"], autocommit=True)
     ran = dbapi_scenario(conn, "items_mysqlclient", "%s", MySQLdb.ProgrammingError)

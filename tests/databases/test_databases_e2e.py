@@ -89,7 +89,8 @@ def flask_run(dist_dir, module_receiver, postgres_server, mariadb_server, redis_
 def ran(run: Run, path: str) -> list:
     r = run.responses[path]
     if r.status == 501:
-        pytest.skip(f"{path}: the driver is not installed in the test environment")
+        why = json.loads(r.body).get("why", "")
+        pytest.skip(f"{path}: the driver is not installed in the test environment: {why}")
     assert r.status == 200, (path, r.status, r.body[:500])
     return json.loads(r.body)["ran"]
 
